@@ -1,0 +1,399 @@
+// Package csideclient speaks cside's token API: it trades a browser session
+// token for the datapoint bundle (/token/v1/client) or for the stable
+// fingerprint ID (/token/v1/clientId).
+//
+// Every call goes through one circuit breaker (gobreaker) and one reused
+// http.Client. Failures are reported as errors wrapping exactly one of the
+// sentinels ErrNotFound, ErrRejected or ErrUnavailable, so callers classify
+// them with errors.Is. The package logs nothing and imports nothing of
+// Verdict's.
+package csideclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Sentinel errors. Every error returned by Client wraps exactly one of them.
+var (
+	// ErrNotFound means cside has no datapoints or fingerprint for the token
+	// (404). It is a normal answer, not a failure.
+	ErrNotFound = errors.New("not found")
+	// ErrRejected means cside refused our request or credentials (400, 401,
+	// 403, 422 and other 4xx but 408 and 429). Retrying will not help.
+	ErrRejected = errors.New("rejected by upstream")
+	// ErrUnavailable means no usable answer was obtained: timeout, connection
+	// error, 408, 429, 5xx, an invalid or oversized body, or an open breaker.
+	ErrUnavailable = errors.New("upstream unavailable")
+)
+
+// errAbandoned marks a call whose caller's context ended first; the breaker
+// ignores such calls since they say nothing about cside's health.
+var errAbandoned = errors.New("caller gave up")
+
+// Defaults for Config's zero values.
+const (
+	DefaultBaseURL      = "https://api.cside.com"
+	DefaultClientPath   = "/token/v1/client"
+	DefaultClientIDPath = "/token/v1/clientId"
+	DefaultTimeout      = 800 * time.Millisecond
+	DefaultMaxBodyBytes = 1 << 20
+)
+
+// maxFingerprintIDBytes caps a /clientId answer; real IDs are ~25 bytes.
+const maxFingerprintIDBytes = 256
+
+// Config configures a Client. The zero value talks to the real cside with no
+// auth header and the defaults documented on each field.
+type Config struct {
+	// BaseURL is the scheme and host of the API. Zero means DefaultBaseURL.
+	BaseURL string
+	// ClientPath is the datapoints endpoint. Zero means DefaultClientPath.
+	ClientPath string
+	// ClientIDPath is the fingerprint ID endpoint. Zero means
+	// DefaultClientIDPath.
+	ClientIDPath string
+	// HeaderName and HeaderValue, when HeaderName is set, are sent on every
+	// request, e.g. "Authorization" and "Bearer <key>".
+	HeaderName, HeaderValue string
+	// Timeout bounds one call, from dial to the last body byte. Zero means
+	// DefaultTimeout.
+	Timeout time.Duration
+	// MaxBodyBytes caps an answer's body; a larger one is ErrUnavailable.
+	// Zero means DefaultMaxBodyBytes (1 MiB).
+	MaxBodyBytes int64
+	// Breaker configures the circuit breaker.
+	Breaker BreakerConfig
+	// Transport, if set, replaces the client's own transport (tests).
+	Transport http.RoundTripper
+}
+
+// BreakerConfig configures the circuit breaker shared by both endpoints.
+// Only failures count toward tripping: timeouts, connection errors, 408,
+// 429, 5xx and invalid bodies. 404 and other 4xx count as successes (cside
+// answered); calls abandoned by their caller are not counted at all.
+type BreakerConfig struct {
+	// Window is the closed-state period after which counts reset. Zero means
+	// 10s.
+	Window time.Duration
+	// OpenFor is how long the breaker stays open before letting probes
+	// through. Zero means 5s.
+	OpenFor time.Duration
+	// HalfOpenProbes is how many requests may pass while half-open. Zero
+	// means 3.
+	HalfOpenProbes uint32
+	// ConsecutiveFailures trips the breaker on its own. Zero means 5.
+	ConsecutiveFailures uint32
+	// FailureRatio trips the breaker when at least MinRequests were made in
+	// the window. Zero means 0.5.
+	FailureRatio float64
+	// MinRequests is the volume needed before FailureRatio applies. Zero
+	// means 10.
+	MinRequests uint32
+	// OnStateChange, if set, is called on every transition with the state
+	// names "closed", "half-open" or "open".
+	OnStateChange func(from, to string)
+}
+
+func (b *BreakerConfig) setDefaults() {
+	if b.Window == 0 {
+		b.Window = 10 * time.Second
+	}
+	if b.OpenFor == 0 {
+		b.OpenFor = 5 * time.Second
+	}
+	if b.HalfOpenProbes == 0 {
+		b.HalfOpenProbes = 3
+	}
+	if b.ConsecutiveFailures == 0 {
+		b.ConsecutiveFailures = 5
+	}
+	if b.FailureRatio == 0 {
+		b.FailureRatio = 0.5
+	}
+	if b.MinRequests == 0 {
+		b.MinRequests = 10
+	}
+}
+
+// Client calls cside. It is safe for concurrent use; build one per process.
+type Client struct {
+	cfg          Config
+	clientURL    string
+	clientIDURL  string
+	http         *http.Client
+	breaker      *gobreaker.CircuitBreaker[[]byte]
+	headerCanon  string
+	maxBodyBytes int64
+}
+
+// New validates cfg, fills its defaults and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	if cfg.ClientPath == "" {
+		cfg.ClientPath = DefaultClientPath
+	}
+	if cfg.ClientIDPath == "" {
+		cfg.ClientIDPath = DefaultClientIDPath
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	cfg.Breaker.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+
+	transport := cfg.Transport
+	if transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 256
+		t.MaxIdleConnsPerHost = 128
+		t.IdleConnTimeout = 90 * time.Second
+		t.TLSHandshakeTimeout = cfg.Timeout
+		t.ResponseHeaderTimeout = cfg.Timeout
+		t.DialContext = (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext
+		transport = t
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	c := &Client{
+		cfg:         cfg,
+		clientURL:   base + cfg.ClientPath,
+		clientIDURL: base + cfg.ClientIDPath,
+		http: &http.Client{
+			Transport: transport,
+			// A redirect from a POST API is a misconfiguration: surface it.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		maxBodyBytes: cfg.MaxBodyBytes,
+	}
+	b := cfg.Breaker
+	c.breaker = gobreaker.NewCircuitBreaker[[]byte](gobreaker.Settings{
+		Name:        "cside",
+		MaxRequests: b.HalfOpenProbes,
+		Interval:    b.Window,
+		Timeout:     b.OpenFor,
+		ReadyToTrip: func(n gobreaker.Counts) bool {
+			if n.ConsecutiveFailures >= b.ConsecutiveFailures {
+				return true
+			}
+			return n.Requests >= b.MinRequests && float64(n.TotalFailures) >= b.FailureRatio*float64(n.Requests)
+		},
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			if b.OnStateChange != nil {
+				b.OnStateChange(from.String(), to.String())
+			}
+		},
+		IsSuccessful: func(err error) bool {
+			return err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrRejected)
+		},
+		IsExcluded: func(err error) bool { return errors.Is(err, errAbandoned) },
+	})
+	return c, nil
+}
+
+func (cfg *Config) validate() error {
+	var errs []error
+	u, err := url.Parse(cfg.BaseURL)
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("base URL %q: %w", cfg.BaseURL, err))
+	case u.Scheme != "http" && u.Scheme != "https":
+		errs = append(errs, fmt.Errorf("base URL %q: scheme must be http or https", cfg.BaseURL))
+	case u.Host == "":
+		errs = append(errs, fmt.Errorf("base URL %q: no host", cfg.BaseURL))
+	case u.RawQuery != "" || u.Fragment != "":
+		errs = append(errs, fmt.Errorf("base URL %q: must not carry a query or fragment", cfg.BaseURL))
+	}
+	for name, p := range map[string]string{"client path": cfg.ClientPath, "clientId path": cfg.ClientIDPath} {
+		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?# ") {
+			errs = append(errs, fmt.Errorf("%s %q: must start with / and hold no query, fragment or space", name, p))
+		}
+	}
+	if cfg.HeaderName == "" && cfg.HeaderValue != "" {
+		errs = append(errs, errors.New("header value given without a header name"))
+	}
+	if cfg.HeaderName != "" && !validHeaderName(cfg.HeaderName) {
+		errs = append(errs, fmt.Errorf("header name %q: not a valid HTTP header name", cfg.HeaderName))
+	}
+	if strings.ContainsAny(cfg.HeaderValue, "\r\n\x00") {
+		errs = append(errs, errors.New("header value: must not contain CR, LF or NUL"))
+	}
+	if cfg.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout %v: must be positive", cfg.Timeout))
+	}
+	if cfg.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("max body bytes %d: must be positive", cfg.MaxBodyBytes))
+	}
+	if r := cfg.Breaker.FailureRatio; r < 0 || r > 1 {
+		errs = append(errs, fmt.Errorf("breaker failure ratio %v: must be within 0..1", r))
+	}
+	if cfg.Breaker.Window < 0 || cfg.Breaker.OpenFor < 0 {
+		errs = append(errs, errors.New("breaker durations must be positive"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("csideclient: invalid config: %w", err)
+	}
+	return nil
+}
+
+func validHeaderName(s string) bool {
+	for _, r := range s {
+		if r > 0x7e || r <= 0x20 || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// BreakerState reports the breaker's state: "closed", "half-open" or "open".
+func (c *Client) BreakerState() string { return c.breaker.State().String() }
+
+// Datapoints returns the raw JSON datapoint bundle cside holds for token.
+// The bytes are a valid JSON object of at most Config.MaxBodyBytes.
+func (c *Client) Datapoints(ctx context.Context, token string) ([]byte, error) {
+	body, err := c.call(ctx, c.clientURL, c.cfg.ClientPath, token)
+	if err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// ClientID returns the stable fingerprint ID cside holds for token, or an
+// error wrapping ErrNotFound when there is none.
+func (c *Client) ClientID(ctx context.Context, token string) (string, error) {
+	body, err := c.call(ctx, c.clientIDURL, c.cfg.ClientIDPath, token)
+	if err != nil {
+		return "", err
+	}
+	return string(body), nil
+}
+
+// call makes one breaker-guarded POST and returns the validated body.
+func (c *Client) call(ctx context.Context, target, path, token string) ([]byte, error) {
+	if token == "" {
+		return nil, fmt.Errorf("cside %s: empty token: %w", path, ErrRejected)
+	}
+	body, err := c.breaker.Execute(func() ([]byte, error) {
+		return c.post(ctx, target, path, token)
+	})
+	switch {
+	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+		return nil, fmt.Errorf("cside %s: circuit breaker %s: %w", path, c.BreakerState(), ErrUnavailable)
+	case err != nil:
+		return nil, err
+	}
+	return body, nil
+}
+
+func (c *Client) post(ctx context.Context, target, path, token string) ([]byte, error) {
+	callCtx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+
+	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, target, strings.NewReader(token))
+	if err != nil {
+		return nil, fmt.Errorf("cside %s: building request: %w: %w", path, ErrUnavailable, err)
+	}
+	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	req.Header.Set("Accept", "application/json, text/plain")
+	if c.cfg.HeaderName != "" {
+		req.Header.Set(c.cfg.HeaderName, c.cfg.HeaderValue)
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.transportError(ctx, callCtx, path, err)
+	}
+	defer closeBody(resp.Body)
+
+	if err := statusError(path, resp.StatusCode); err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBodyBytes+1))
+	if err != nil {
+		return nil, c.transportError(ctx, callCtx, path, err)
+	}
+	if int64(len(body)) > c.maxBodyBytes {
+		return nil, fmt.Errorf("cside %s: body exceeds %d bytes: %w", path, c.maxBodyBytes, ErrUnavailable)
+	}
+	if path == c.cfg.ClientIDPath {
+		return validateClientID(path, body)
+	}
+	return validatePayload(path, body)
+}
+
+// transportError classifies a failed exchange: abandoned by the caller, out
+// of time, or a network failure.
+func (c *Client) transportError(parent, callCtx context.Context, path string, err error) error {
+	switch {
+	case parent.Err() != nil:
+		return fmt.Errorf("cside %s: %w: %w: %w", path, errAbandoned, ErrUnavailable, parent.Err())
+	case callCtx.Err() != nil:
+		return fmt.Errorf("cside %s: no answer within %v: %w", path, c.cfg.Timeout, ErrUnavailable)
+	default:
+		return fmt.Errorf("cside %s: %w: %w", path, ErrUnavailable, err)
+	}
+}
+
+// statusError maps an HTTP status to nil (200) or a sentinel-wrapping error.
+func statusError(path string, status int) error {
+	var kind error
+	switch {
+	case status == http.StatusOK:
+		return nil
+	case status == http.StatusNotFound:
+		kind = ErrNotFound
+	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests, status >= 500:
+		kind = ErrUnavailable
+	case status >= 400:
+		kind = ErrRejected
+	default:
+		kind = ErrUnavailable // 1xx, other 2xx, 3xx: not the documented contract
+	}
+	return fmt.Errorf("cside %s: status %d: %w", path, status, kind)
+}
+
+func validatePayload(path string, body []byte) ([]byte, error) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(body) {
+		return nil, fmt.Errorf("cside %s: answer is not a JSON object: %w", path, ErrUnavailable)
+	}
+	return body, nil
+}
+
+func validateClientID(path string, body []byte) ([]byte, error) {
+	id := bytes.TrimSpace(body)
+	switch {
+	case len(id) == 0:
+		return nil, fmt.Errorf("cside %s: empty fingerprint ID: %w", path, ErrUnavailable)
+	case len(id) > maxFingerprintIDBytes:
+		return nil, fmt.Errorf("cside %s: fingerprint ID longer than %d bytes: %w", path, maxFingerprintIDBytes, ErrUnavailable)
+	case !utf8.Valid(id) || bytes.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return nil, fmt.Errorf("cside %s: fingerprint ID holds invalid characters: %w", path, ErrUnavailable)
+	}
+	return id, nil
+}
+
+// closeBody drains a bounded remainder so the connection can be reused, then
+// closes it. An oversized remainder is not drained: the connection is dropped.
+func closeBody(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	_ = body.Close()
+}

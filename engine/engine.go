@@ -1,0 +1,264 @@
+// Package engine is Verdict's decision engine. It loads and compiles a Rego
+// policy set, looks a session token's datapoints up through a Source, builds
+// the policy input, evaluates the prepared query and validates its output.
+//
+// The policy contract: the engine queries data.verdict.decision (one of
+// "allow", "challenge", "deny") and data.verdict.reasons (a set of objects
+// with string code, effect and message) with this input:
+//
+//	input.action          the request's action object
+//	input.external_ids    object (empty when not sent)
+//	input.datapoints      the cside payload as cside sent it, or null
+//	input.upstream        {"status": ..., "source": ...}
+//	input.fingerprint_id  string or null
+//
+// The engine knows nothing of HTTP or of cside's wire format.
+package engine
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// ErrPolicy is wrapped when the policy set produced no valid decision for an
+// input: undefined or ill-typed output, or an evaluation error. Decide never
+// falls back to a default decision.
+var ErrPolicy = errors.New("policy produced no valid decision")
+
+// Effects, in increasing order of severity.
+const (
+	Allow     = "allow"
+	Challenge = "challenge"
+	Deny      = "deny"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// Policies is the policy directory: .rego modules and .json/.yaml data
+	// documents, walked recursively. Required.
+	Policies fs.FS
+	// Source looks datapoints up. Required.
+	Source Source
+}
+
+// Request is one decision request, already validated by the caller.
+type Request struct {
+	// Token is the cside session token. It is never logged.
+	Token string
+	// Action is the action object (with at least a string "type"), decoded
+	// with json.Decoder.UseNumber so numbers keep their precision.
+	Action map[string]any
+	// ExternalIDs is optional; nil means none.
+	ExternalIDs map[string]string
+}
+
+// Reason is one rule that fired.
+type Reason struct {
+	Code    string `json:"code"`
+	Effect  string `json:"effect"`
+	Message string `json:"message"`
+}
+
+// Decision is the engine's answer.
+type Decision struct {
+	// ID is unique per decision (a UUIDv7).
+	ID string
+	// Decision is Allow, Challenge or Deny.
+	Decision string
+	// Reasons lists every rule that fired, sorted by code; never nil.
+	Reasons []Reason
+	// FingerprintID is "" when unknown.
+	FingerprintID string
+	// Status and Origin describe the datapoints the policy saw.
+	Status Status
+	Origin Origin
+	// Revision identifies the policy set that decided.
+	Revision string
+	// Degraded is true when the decision was made without datapoints for a
+	// reason other than not_found.
+	Degraded bool
+	// UpstreamErr explains a degraded decision, for logs only.
+	UpstreamErr error
+}
+
+// Engine evaluates decisions. It is safe for concurrent use.
+type Engine struct {
+	source Source
+	set    atomic.Pointer[PolicySet]
+}
+
+// New compiles cfg.Policies and returns an Engine that serves it.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Policies == nil {
+		return nil, errors.New("engine: no policy directory configured")
+	}
+	if cfg.Source == nil {
+		return nil, errors.New("engine: no datapoint source configured")
+	}
+	set, err := Compile(ctx, cfg.Policies)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{source: cfg.Source}
+	e.set.Store(set)
+	return e, nil
+}
+
+// Policies returns the policy set serving now.
+func (e *Engine) Policies() *PolicySet { return e.set.Load() }
+
+// Revision returns the revision of the policy set serving now.
+func (e *Engine) Revision() string { return e.set.Load().revision }
+
+// Reload compiles fsys and, only if that succeeds, swaps it in atomically:
+// decisions in flight finish on the set they started with. On error the
+// serving set is unchanged.
+func (e *Engine) Reload(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
+	set, err := Compile(ctx, fsys)
+	if err != nil {
+		return nil, err
+	}
+	e.set.Store(set)
+	return set, nil
+}
+
+// Decide looks the token's datapoints up and evaluates the policy set.
+// Upstream trouble is not an error: the policy sees it and decides. Errors
+// wrap ErrPolicy, or are the context's error.
+func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
+	dp := e.source.Datapoints(ctx, req.Token)
+	set := e.set.Load()
+	d, err := set.Eval(ctx, req, dp)
+	if err != nil {
+		return Decision{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Decision{}, fmt.Errorf("engine: decision id: %w", err)
+	}
+	d.ID = id.String()
+	return d, nil
+}
+
+// Identify returns the token's stable fingerprint ID as the source knows it.
+func (e *Engine) Identify(ctx context.Context, token string) Identity {
+	return e.source.Identify(ctx, token)
+}
+
+// Eval evaluates the policy set on one request and its datapoints. It does
+// not assign Decision.ID.
+func (p *PolicySet) Eval(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+	input, err := buildInput(req, dp)
+	if err != nil {
+		return Decision{}, err
+	}
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		if ctx.Err() != nil {
+			return Decision{}, ctx.Err()
+		}
+		return Decision{}, fmt.Errorf("%w: revision %s: %w", ErrPolicy, p.revision, err)
+	}
+	if len(rs) != 1 {
+		return Decision{}, fmt.Errorf("%w: revision %s: data.verdict.decision or data.verdict.reasons is undefined for this input", ErrPolicy, p.revision)
+	}
+	decision, reasons, err := parseOutput(rs[0].Bindings)
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: revision %s: %w", ErrPolicy, p.revision, err)
+	}
+	d := Decision{
+		Decision: decision,
+		Reasons:  reasons,
+		Status:   dp.Status,
+		Origin:   dp.Origin,
+		Revision: p.revision,
+		Degraded: dp.Status == StatusUnavailable || dp.Status == StatusRejected,
+	}
+	if d.Degraded {
+		d.UpstreamErr = dp.Err
+	}
+	if dp.Payload != nil {
+		d.FingerprintID = dp.Payload.FingerprintID()
+	}
+	return d, nil
+}
+
+// buildInput assembles the policy input. The cached payload is reused as
+// parsed; only the small action and external_ids objects are converted.
+func buildInput(req Request, dp Datapoints) (ast.Value, error) {
+	action, err := ast.InterfaceToValue(req.Action)
+	if err != nil {
+		return nil, fmt.Errorf("engine: converting action: %w", err)
+	}
+	ids := ast.NewObject()
+	for k, v := range req.ExternalIDs {
+		ids.Insert(ast.StringTerm(k), ast.StringTerm(v))
+	}
+	datapoints, fingerprint := ast.NullTerm(), ast.NullTerm()
+	if dp.Payload != nil {
+		datapoints = ast.NewTerm(dp.Payload.value)
+		if id := dp.Payload.FingerprintID(); id != "" {
+			fingerprint = ast.StringTerm(id)
+		}
+	}
+	return ast.NewObject(
+		ast.Item(ast.InternedTerm("action"), ast.NewTerm(action)),
+		ast.Item(ast.InternedTerm("external_ids"), ast.NewTerm(ids)),
+		ast.Item(ast.InternedTerm("datapoints"), datapoints),
+		ast.Item(ast.InternedTerm("upstream"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("status"), ast.StringTerm(string(dp.Status))),
+			ast.Item(ast.InternedTerm("source"), ast.StringTerm(string(dp.Origin))),
+		)),
+		ast.Item(ast.InternedTerm("fingerprint_id"), fingerprint),
+	), nil
+}
+
+func validEffect(s string) bool { return s == Allow || s == Challenge || s == Deny }
+
+// parseOutput checks the policy output contract and returns the decision
+// and the reasons sorted by code (then effect and message, for determinism).
+func parseOutput(b rego.Vars) (string, []Reason, error) {
+	decision, ok := b["decision"].(string)
+	if !ok || !validEffect(decision) {
+		return "", nil, fmt.Errorf("data.verdict.decision must be one of allow, challenge, deny; got %v", b["decision"])
+	}
+	raw, ok := b["reasons"].([]any)
+	if !ok {
+		return "", nil, fmt.Errorf("data.verdict.reasons must be a set of objects; got %T", b["reasons"])
+	}
+	reasons := make([]Reason, 0, len(raw))
+	for i, r := range raw {
+		obj, ok := r.(map[string]any)
+		if !ok {
+			return "", nil, fmt.Errorf("data.verdict.reasons[%d] must be an object; got %v", i, r)
+		}
+		var reason Reason
+		for _, f := range []struct {
+			name string
+			dst  *string
+		}{{"code", &reason.Code}, {"effect", &reason.Effect}, {"message", &reason.Message}} {
+			s, ok := obj[f.name].(string)
+			if !ok || s == "" {
+				return "", nil, fmt.Errorf("data.verdict.reasons[%d].%s must be a non-empty string; got %v", i, f.name, obj[f.name])
+			}
+			*f.dst = s
+		}
+		if !validEffect(reason.Effect) {
+			return "", nil, fmt.Errorf("data.verdict.reasons[%d].effect must be one of allow, challenge, deny; got %q", i, reason.Effect)
+		}
+		reasons = append(reasons, reason)
+	}
+	slices.SortFunc(reasons, func(a, b Reason) int {
+		return cmp.Or(cmp.Compare(a.Code, b.Code), cmp.Compare(a.Effect, b.Effect), cmp.Compare(a.Message, b.Message))
+	})
+	return decision, reasons, nil
+}

@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+	"testing/fstest"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+)
+
+// ErrPolicyLoad is wrapped by every error about a policy set that cannot be
+// loaded: unreadable files, parse or compile errors, a missing rule.
+var ErrPolicyLoad = errors.New("policy set not loadable")
+
+// The rules the engine queries; a policy set must define both.
+var (
+	decisionRef = ast.MustParseRef("data.verdict.decision")
+	reasonsRef  = ast.MustParseRef("data.verdict.reasons")
+)
+
+// decisionQuery binds both outputs in one evaluation.
+var decisionQuery = ast.MustParseBody("decision := data.verdict.decision; reasons := data.verdict.reasons")
+
+// PolicySet is a compiled, immutable policy set: the unit hot reload swaps.
+type PolicySet struct {
+	revision string
+	loadedAt time.Time
+	files    []string
+	modules  map[string]*ast.Module
+	compiler *ast.Compiler
+	store    storage.Store
+	query    rego.PreparedEvalQuery
+}
+
+// Revision is the first 12 hex digits of a SHA-256 over the loaded files'
+// names and contents.
+func (p *PolicySet) Revision() string { return p.revision }
+
+// Files lists the loaded files, sorted.
+func (p *PolicySet) Files() []string { return slices.Clone(p.files) }
+
+// LoadedAt is when the set was compiled.
+func (p *PolicySet) LoadedAt() time.Time { return p.loadedAt }
+
+// isPolicyFile reports whether the loader reads name, the way `opa run DIR`
+// does: Rego modules, and JSON or YAML data documents.
+func isPolicyFile(name string) bool {
+	switch path.Ext(name) {
+	case ".rego", ".json", ".yaml", ".yml":
+		return true
+	}
+	return false
+}
+
+// skipDir reports directories that never hold policy: hidden ones and
+// testdata (golden decision cases live there, not data documents).
+func skipDir(name string) bool {
+	return name != "." && (strings.HasPrefix(name, ".") || name == "testdata")
+}
+
+// snapshot reads every policy file of fsys into memory, so the revision is
+// computed over exactly the bytes that get compiled, even while an editor
+// rewrites the directory.
+func snapshot(fsys fs.FS) (fstest.MapFS, []string, error) {
+	snap := fstest.MapFS{}
+	var names []string
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if skipDir(d.Name()) {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !isPolicyFile(p) {
+			return nil
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		snap[p] = &fstest.MapFile{Data: b, Mode: 0o444}
+		names = append(names, p)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: reading policy files: %w", ErrPolicyLoad, err)
+	}
+	slices.Sort(names)
+	return snap, names, nil
+}
+
+func revision(snap fstest.MapFS, names []string) string {
+	h := sha256.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%s\x00%d\x00", n, len(snap[n].Data))
+		h.Write(snap[n].Data)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// loaded is a policy directory parsed, merged and compiled, before the
+// engine's query is prepared on it. The tester shares it.
+type loaded struct {
+	files    []string
+	revision string
+	modules  map[string]*ast.Module
+	store    storage.Store
+	compiler *ast.Compiler
+}
+
+// load reads, parses and compiles the policy files of fsys in strict mode.
+// Data files are mounted at the root of data, as `opa run DIR` mounts them.
+func load(fsys fs.FS) (*loaded, error) {
+	snap, names, err := snapshot(fsys)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(names, func(n string) bool { return path.Ext(n) == ".rego" }) {
+		return nil, fmt.Errorf("%w: no .rego files found", ErrPolicyLoad)
+	}
+	res, err := loader.NewFileLoader().
+		WithFS(snap).
+		WithRegoVersion(ast.RegoV1).
+		WithProcessAnnotation(true).
+		All([]string{"."})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPolicyLoad, err)
+	}
+	store, err := res.Store()
+	if err != nil {
+		return nil, fmt.Errorf("%w: data documents: %w", ErrPolicyLoad, err)
+	}
+	modules := res.ParsedModules()
+	compiler := ast.NewCompiler().
+		WithStrict(true).
+		WithEnablePrintStatements(true)
+	compiler.Compile(modules)
+	if compiler.Failed() {
+		return nil, fmt.Errorf("%w: %w", ErrPolicyLoad, compiler.Errors)
+	}
+	return &loaded{
+		files:    names,
+		revision: revision(snap, names),
+		modules:  modules,
+		store:    store,
+		compiler: compiler,
+	}, nil
+}
+
+// Compile loads and compiles the policy set in fsys and prepares the
+// decision query on it. It fails, wrapping ErrPolicyLoad, when any file does
+// not parse or compile, or when data.verdict.decision or data.verdict.reasons
+// is not defined.
+func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
+	l, err := load(fsys)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, ref := range []ast.Ref{decisionRef, reasonsRef} {
+		if len(l.compiler.GetRulesExact(ref)) == 0 {
+			missing = append(missing, ref.String())
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: the policy set must define %s", ErrPolicyLoad, strings.Join(missing, " and "))
+	}
+	pq, err := rego.New(
+		rego.ParsedQuery(decisionQuery),
+		rego.Compiler(l.compiler),
+		rego.Store(l.store),
+		rego.StrictBuiltinErrors(false),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: preparing the decision query: %w", ErrPolicyLoad, err)
+	}
+	return &PolicySet{
+		revision: l.revision,
+		loadedAt: time.Now().UTC(),
+		files:    l.files,
+		modules:  l.modules,
+		compiler: l.compiler,
+		store:    l.store,
+		query:    pq,
+	}, nil
+}
