@@ -73,7 +73,7 @@ type Cache struct {
 
 // entry is one cached upstream answer. Entries are immutable once set.
 type entry struct {
-	status    engine.Status  // StatusOK or StatusNotFound
+	status    engine.Status   // StatusOK or StatusNotFound
 	payload   *engine.Payload // datapoints entries with StatusOK
 	id        string          // identity entries with StatusOK
 	fetchedAt time.Time

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+)
+
+// Flag values validate themselves in Set, so a bad value fails at start
+// with the flag package's message naming the flag (or the environment
+// variable, see applyEnv).
+
+// byteSize is a size such as 64MiB, 256MB or 1048576.
+type byteSize int64
+
+func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
+
+func (b *byteSize) Set(s string) error {
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return errors.New("want a size such as 64MiB or 256MB")
+	}
+	if n < 1<<20 || n > 1<<40 {
+		return errors.New("must be between 1MiB and 1TiB")
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+// positiveDuration is a Go duration greater than zero.
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+
+func (d *positiveDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration such as 800ms, 30s or 5m")
+	}
+	if v <= 0 {
+		return errors.New("must be positive")
+	}
+	*d = positiveDuration(v)
+	return nil
+}
+
+// baseURL is an absolute http(s) URL without query or fragment.
+type baseURL string
+
+func (u *baseURL) String() string { return string(*u) }
+
+func (u *baseURL) Set(s string) error {
+	p, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return errors.New("not a URL")
+	case p.Scheme != "http" && p.Scheme != "https":
+		return errors.New("scheme must be http or https")
+	case p.Host == "":
+		return errors.New("no host")
+	case p.RawQuery != "" || p.Fragment != "" || p.User != nil:
+		return errors.New("must not carry credentials, a query or a fragment")
+	}
+	*u = baseURL(strings.TrimRight(s, "/"))
+	return nil
+}
+
+// urlPath is an absolute URL path.
+type urlPath string
+
+func (p *urlPath) String() string { return string(*p) }
+
+func (p *urlPath) Set(s string) error {
+	if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, "?# \t") {
+		return errors.New("must start with / and hold no query, fragment or space")
+	}
+	*p = urlPath(s)
+	return nil
+}
+
+// header is "Name: value", e.g. "Authorization: Bearer <key>". Its value is
+// a secret: String never shows it.
+type header struct{ name, value string }
+
+func (h *header) String() string {
+	if h.name == "" {
+		return ""
+	}
+	return h.name + ": <redacted>"
+}
+
+func (h *header) Set(s string) error {
+	name, value, ok := strings.Cut(s, ":")
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	switch {
+	case !ok || name == "" || value == "":
+		return errors.New(`want "Name: value", e.g. "Authorization: Bearer <key>"`)
+	case strings.ContainsAny(name, " \t\"(),/:;<=>?@[\\]{}"):
+		return fmt.Errorf("%q is not a valid header name", name)
+	case strings.ContainsAny(value, "\r\n\x00"):
+		return errors.New("value must not contain CR, LF or NUL")
+	}
+	h.name, h.value = name, value
+	return nil
+}
+
+// listenAddr is a host:port to listen on.
+type listenAddr string
+
+func (a *listenAddr) String() string { return string(*a) }
+
+func (a *listenAddr) Set(s string) error {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return errors.New(`want host:port, e.g. ":8080" or "127.0.0.1:8080"`)
+	}
+	*a = listenAddr(s)
+	return nil
+}
+
+// logLevel is debug, info, warn or error.
+type logLevel struct{ slog.Level }
+
+func (l *logLevel) Set(s string) error {
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return errors.New("want debug, info, warn or error")
+	}
+	return nil
+}
+
+// envName is a flag's environment twin: --cache-ttl is VERDICT_CACHE_TTL.
+func envName(flagName string) string {
+	return "VERDICT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment twin, when that is set. Command-line flags win.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		v := getenv(envName(f.Name))
+		if given[f.Name] || v == "" {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			shown := fmt.Sprintf("%q", v)
+			if _, secret := f.Value.(*header); secret {
+				shown = "(redacted)"
+			}
+			errs = append(errs, fmt.Errorf("invalid value %s for %s (twin of -%s): %w", shown, envName(f.Name), f.Name, err))
+		}
+	})
+	return errors.Join(errs...)
+}

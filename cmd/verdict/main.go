@@ -1,0 +1,36 @@
+// Command verdict is Verdict's one binary. `verdict serve` runs the decision
+// service; `verdict version` prints the version. Run `verdict help` for the
+// flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "verdict:", err)
+	}
+	os.Exit(exitCode(err))
+}
+
+// exitCode maps run's error to the process exit code: 0 ok, 2 bad usage
+// (flags, environment, arguments), 1 anything else.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		return 1
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/verdict-engine/verdict/api"
+	"github.com/verdict-engine/verdict/cache"
+	"github.com/verdict-engine/verdict/csideclient"
+	"github.com/verdict-engine/verdict/csideclient/csidetest"
+	"github.com/verdict-engine/verdict/engine"
+	"github.com/verdict-engine/verdict/policies"
+)
+
+// Server timeouts. Decisions take milliseconds; these bound slow clients.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 15 * time.Second
+	idleTimeout       = 2 * time.Minute
+	shutdownTimeout   = 15 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// serveConfig is everything `verdict serve` is configured with.
+type serveConfig struct {
+	addr            listenAddr
+	policies        string
+	csideURL        baseURL
+	clientPath      urlPath
+	clientIDPath    urlPath
+	csideHeader     header
+	cacheMaxBytes   byteSize
+	cacheTTL        positiveDuration
+	notFoundTTL     positiveDuration
+	upstreamTimeout positiveDuration
+	demo            bool
+	logLevel        logLevel
+}
+
+func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+	cfg := serveConfig{
+		addr:            ":8080",
+		csideURL:        csideclient.DefaultBaseURL,
+		clientPath:      csideclient.DefaultClientPath,
+		clientIDPath:    csideclient.DefaultClientIDPath,
+		cacheMaxBytes:   cache.DefaultMaxCostBytes,
+		cacheTTL:        positiveDuration(cache.DefaultTTL),
+		notFoundTTL:     positiveDuration(cache.DefaultNotFoundTTL),
+		upstreamTimeout: positiveDuration(csideclient.DefaultTimeout),
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var(&cfg.addr, "addr", "listen address")
+	fs.StringVar(&cfg.policies, "policies", "", "policy directory (default: the policies embedded in the binary)")
+	fs.Var(&cfg.csideURL, "cside-url", "cside API base URL")
+	fs.Var(&cfg.clientPath, "cside-client-path", "cside datapoints endpoint path")
+	fs.Var(&cfg.clientIDPath, "cside-clientid-path", "cside fingerprint ID endpoint path")
+	fs.Var(&cfg.csideHeader, "cside-header", `header sent to cside, "Name: value" (prefer the environment twin: it is a secret)`)
+	fs.Var(&cfg.cacheMaxBytes, "cache-max-bytes", "datapoint cache memory bound")
+	fs.Var(&cfg.cacheTTL, "cache-ttl", "how long datapoints stay cached")
+	fs.Var(&cfg.notFoundTTL, "cache-notfound-ttl", `how long a cside "not found" stays cached`)
+	fs.Var(&cfg.upstreamTimeout, "upstream-timeout", "time budget for one cside call")
+	fs.BoolVar(&cfg.demo, "demo", false, "start a fake cside on a loopback port serving the demo-* tokens and use it")
+	fs.Var(&cfg.logLevel, "log-level", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: verdict serve [flags]\n\nEvery flag has an environment twin: --cache-ttl is VERDICT_CACHE_TTL. Flags win.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("%w: serve takes no arguments, got %q", errUsage, fs.Arg(0))
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return cfg, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	cliOrEnv := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { cliOrEnv[f.Name] = true })
+	if cfg.demo && cliOrEnv["cside-url"] {
+		return cfg, fmt.Errorf("%w: -demo and -cside-url exclude each other: -demo serves its own fake cside", errUsage)
+	}
+	if cfg.policies != "" {
+		if st, err := os.Stat(cfg.policies); err != nil || !st.IsDir() {
+			return cfg, fmt.Errorf("%w: -policies %q: not a readable directory", errUsage, cfg.policies)
+		}
+	}
+	return cfg, nil
+}
+
+// serve runs the decision service until ctx ends, then shuts down
+// gracefully: in-flight requests finish, and serve returns nil.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseServeFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel.Level}))
+
+	if cfg.demo {
+		fake := csidetest.NewServer()
+		defer fake.Close()
+		cfg.csideURL = baseURL(fake.URL)
+		cfg.clientPath, cfg.clientIDPath = csidetest.ClientPath, csidetest.ClientIDPath
+		log.Warn("demo mode: using an in-process fake cside; demo-* tokens only", "cside_url", fake.URL)
+	}
+
+	client, err := csideclient.New(csideclient.Config{
+		BaseURL:      string(cfg.csideURL),
+		ClientPath:   string(cfg.clientPath),
+		ClientIDPath: string(cfg.clientIDPath),
+		HeaderName:   cfg.csideHeader.name,
+		HeaderValue:  cfg.csideHeader.value,
+		Timeout:      time.Duration(cfg.upstreamTimeout),
+		Breaker: csideclient.BreakerConfig{
+			OnStateChange: func(from, to string) {
+				log.Warn("cside circuit breaker changed state", "from", from, "to", to)
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	datapoints, err := cache.New(cache.Config{
+		MaxCostBytes: int64(cfg.cacheMaxBytes),
+		TTL:          time.Duration(cfg.cacheTTL),
+		NotFoundTTL:  time.Duration(cfg.notFoundTTL),
+	}, client)
+	if err != nil {
+		return err
+	}
+	defer datapoints.Close()
+
+	var policyFS fs.FS = policies.FS()
+	policySource := "embedded"
+	if cfg.policies != "" {
+		policyFS, policySource = os.DirFS(cfg.policies), cfg.policies
+	}
+	eng, err := engine.New(ctx, engine.Config{Policies: policyFS, Source: datapoints})
+	if err != nil {
+		return fmt.Errorf("loading policies from %s: %w", policySource, err)
+	}
+
+	ln, err := net.Listen("tcp", string(cfg.addr))
+	if err != nil {
+		return fmt.Errorf("-addr %s: %w", cfg.addr, err)
+	}
+	srv := &http.Server{
+		Handler:           api.New(api.Config{Logger: log}, eng),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("verdict listening",
+		"addr", ln.Addr().String(),
+		"version", buildVersion(),
+		"policies", policySource,
+		"revision", eng.Revision(),
+		"cside_url", string(cfg.csideURL),
+		"cside_header", cfg.csideHeader.String())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving: %w", err)
+	}
+	log.Info("shut down cleanly")
+	return nil
+}
