@@ -1,0 +1,256 @@
+package cache_test
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/verdict-engine/verdict/cache"
+	"github.com/verdict-engine/verdict/csideclient"
+	"github.com/verdict-engine/verdict/csideclient/csidetest"
+	"github.com/verdict-engine/verdict/engine"
+)
+
+// clock is a fake clock tests move instead of sleeping.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// setup returns a cache reading through a real cside client from a fake
+// cside, with a fake clock.
+func setup(t *testing.T) (*cache.Cache, *csidetest.Server, *clock) {
+	t.Helper()
+	fake := csidetest.NewServer()
+	t.Cleanup(fake.Close)
+	client, err := csideclient.New(csideclient.Config{
+		BaseURL: fake.URL,
+		// failures must not open the breaker in these tests
+		Breaker: csideclient.BreakerConfig{ConsecutiveFailures: 1000, MinRequests: 1000},
+	})
+	if err != nil {
+		t.Fatalf("csideclient.New: %v", err)
+	}
+	clk := &clock{now: time.Date(2026, 6, 10, 15, 20, 0, 0, time.UTC)}
+	c, err := cache.New(cache.Config{TTL: 5 * time.Minute, NotFoundTTL: 30 * time.Second, Now: clk.Now}, client)
+	if err != nil {
+		t.Fatalf("cache.New: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c, fake, clk
+}
+
+type lookup struct {
+	status   engine.Status
+	origin   engine.Origin
+	upstream int64 // /client requests so far
+}
+
+func TestDatapointsCaching(t *testing.T) {
+	tests := []struct {
+		name  string
+		token string
+		steps []struct {
+			advance time.Duration
+			want    lookup
+		}
+	}{
+		{"ok is cached for TTL", "demo-human", []struct {
+			advance time.Duration
+			want    lookup
+		}{
+			{0, lookup{engine.StatusOK, engine.OriginUpstream, 1}},
+			{time.Second, lookup{engine.StatusOK, engine.OriginCache, 1}},
+			{5*time.Minute - 2*time.Second, lookup{engine.StatusOK, engine.OriginCache, 1}},
+			{2 * time.Second, lookup{engine.StatusOK, engine.OriginUpstream, 2}},
+		}},
+		{"not found is cached for NotFoundTTL", "demo-unknown", []struct {
+			advance time.Duration
+			want    lookup
+		}{
+			{0, lookup{engine.StatusNotFound, engine.OriginUpstream, 1}},
+			{29 * time.Second, lookup{engine.StatusNotFound, engine.OriginCache, 1}},
+			{time.Second, lookup{engine.StatusNotFound, engine.OriginUpstream, 2}},
+		}},
+		{"unavailable is never cached", "demo-error", []struct {
+			advance time.Duration
+			want    lookup
+		}{
+			{0, lookup{engine.StatusUnavailable, engine.OriginNone, 1}},
+			{0, lookup{engine.StatusUnavailable, engine.OriginNone, 2}},
+		}},
+		{"invalid JSON is never cached", "demo-garbage", []struct {
+			advance time.Duration
+			want    lookup
+		}{
+			{0, lookup{engine.StatusUnavailable, engine.OriginNone, 1}},
+			{0, lookup{engine.StatusUnavailable, engine.OriginNone, 2}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, fake, clk := setup(t)
+			for i, step := range tt.steps {
+				clk.Advance(step.advance)
+				dp := c.Datapoints(context.Background(), tt.token)
+				c.Wait()
+				got := lookup{dp.Status, dp.Origin, fake.ClientRequests()}
+				if got != step.want {
+					t.Fatalf("step %d: Datapoints(%q) = %+v, want %+v (err %v)", i, tt.token, got, step.want, dp.Err)
+				}
+				if (dp.Payload != nil) != (dp.Status == engine.StatusOK) {
+					t.Errorf("step %d: payload present = %v with status %s", i, dp.Payload != nil, dp.Status)
+				}
+			}
+		})
+	}
+}
+
+func TestRejectedIsNeverCached(t *testing.T) {
+	c, fake, _ := setup(t)
+	fake.RequireHeader("Authorization", "Bearer secret")
+	for i := range 2 {
+		dp := c.Datapoints(context.Background(), "demo-human")
+		c.Wait()
+		if dp.Status != engine.StatusRejected || dp.Origin != engine.OriginUpstream || dp.Err == nil {
+			t.Fatalf("call %d: Datapoints() = %s/%s (err %v), want rejected/upstream with an error", i, dp.Status, dp.Origin, dp.Err)
+		}
+	}
+	if n := fake.ClientRequests(); n != 2 {
+		t.Errorf("upstream requests = %d, want 2", n)
+	}
+}
+
+func TestCachedPayloadIsTheParsedUpstreamPayload(t *testing.T) {
+	c, _, _ := setup(t)
+	first := c.Datapoints(context.Background(), "demo-vpn")
+	c.Wait()
+	second := c.Datapoints(context.Background(), "demo-vpn")
+	want, _ := csidetest.Payload("demo-vpn")
+	if string(first.Payload.Raw()) != string(want) {
+		t.Errorf("payload differs from the fixture")
+	}
+	if second.Payload != first.Payload {
+		t.Errorf("cached lookup returned a different payload: the cache must not re-parse")
+	}
+	if got := second.Payload.FingerprintID(); got != "fp_VpnUser00000000001" {
+		t.Errorf("FingerprintID() = %q, want fp_VpnUser00000000001", got)
+	}
+	if c.Hits() != 1 || c.Misses() != 1 {
+		t.Errorf("hits/misses = %d/%d, want 1/1", c.Hits(), c.Misses())
+	}
+}
+
+func TestIdentify(t *testing.T) {
+	type want struct {
+		id               string
+		status           engine.Status
+		origin           engine.Origin
+		client, clientID int64
+	}
+	tests := []struct {
+		name       string
+		token      string
+		warm       bool // look datapoints up first
+		want       []want
+		advanceNth time.Duration
+	}{
+		{"from cached datapoints", "demo-human", true, []want{
+			{"fp_8Zq2kL0vXr7tN4mWb1Yc", engine.StatusOK, engine.OriginCache, 1, 0},
+		}, 0},
+		{"cached payload without ID is null", "demo-noid", true, []want{
+			{"", engine.StatusOK, engine.OriginCache, 1, 0},
+		}, 0},
+		{"from clientId, then cached", "demo-bot", false, []want{
+			{"fp_B0tHeadless00000001", engine.StatusOK, engine.OriginUpstream, 0, 1},
+			{"fp_B0tHeadless00000001", engine.StatusOK, engine.OriginCache, 0, 1},
+		}, 0},
+		{"not found, then cached", "demo-unknown", false, []want{
+			{"", engine.StatusNotFound, engine.OriginUpstream, 0, 1},
+			{"", engine.StatusNotFound, engine.OriginCache, 0, 1},
+		}, 0},
+		{"unavailable, never cached", "demo-error", false, []want{
+			{"", engine.StatusUnavailable, engine.OriginNone, 0, 1},
+			{"", engine.StatusUnavailable, engine.OriginNone, 0, 2},
+		}, 0},
+		{"clientId expires with TTL", "demo-tor", false, []want{
+			{"fp_TorExit00000000001", engine.StatusOK, engine.OriginUpstream, 0, 1},
+			{"fp_TorExit00000000001", engine.StatusOK, engine.OriginUpstream, 0, 2},
+		}, 6 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, fake, clk := setup(t)
+			if tt.warm {
+				c.Datapoints(context.Background(), tt.token)
+				c.Wait()
+			}
+			for i, w := range tt.want {
+				if i > 0 {
+					clk.Advance(tt.advanceNth)
+				}
+				id := c.Identify(context.Background(), tt.token)
+				c.Wait()
+				got := want{id.FingerprintID, id.Status, id.Origin, fake.ClientRequests(), fake.ClientIDRequests()}
+				if got != w {
+					t.Errorf("call %d: Identify(%q) = %+v, want %+v (err %v)", i, tt.token, got, w, id.Err)
+				}
+			}
+		})
+	}
+}
+
+func TestCallerCancellationIsUnavailable(t *testing.T) {
+	c, fake, _ := setup(t)
+	fake.SetLatency(time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dp := c.Datapoints(ctx, "demo-human")
+	if dp.Status != engine.StatusUnavailable || dp.Origin != engine.OriginNone {
+		t.Errorf("Datapoints(cancelled ctx) = %s/%s, want unavailable/none", dp.Status, dp.Origin)
+	}
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	client, err := csideclient.New(csideclient.Config{BaseURL: "http://127.0.0.1:1", Transport: http.DefaultTransport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  cache.Config
+		f    cache.Fetcher
+	}{
+		{"no fetcher", cache.Config{}, nil},
+		{"tiny max cost", cache.Config{MaxCostBytes: 1000}, client},
+		{"negative ttl", cache.Config{TTL: -time.Second}, client},
+		{"negative not-found ttl", cache.Config{NotFoundTTL: -time.Second}, client},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if c, err := cache.New(tt.cfg, tt.f); err == nil {
+				c.Close()
+				t.Errorf("New(%+v) succeeded, want an error", tt.cfg)
+			}
+		})
+	}
+	c, err := cache.New(cache.Config{}, client)
+	if err != nil {
+		t.Fatalf("New(zero Config) error = %v", err)
+	}
+	c.Close()
+}

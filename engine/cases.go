@@ -1,0 +1,194 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// ErrInvalidCase is wrapped by errors about golden decision case files.
+var ErrInvalidCase = errors.New("invalid decision case")
+
+// Case is one golden decision case: datapoints (from a scenario token, an
+// inline payload, or an upstream status alone) plus an action, and the
+// decision and reason codes the policy set must produce. Cases are written
+// in YAML files:
+//
+//	cases:
+//	  - name: vpn on a large checkout is challenged
+//	    scenario: demo-vpn            # token looked up through a Source
+//	    action: {type: checkout, amount: 900, currency: USD}
+//	    want: {decision: challenge, reasons: [anonymizing_proxy]}
+//	  - name: cside down on login falls back to allow
+//	    upstream: unavailable         # no datapoints: not_found, unavailable or rejected
+//	    action: {type: login}
+//	    want: {decision: allow, reasons: [datapoints_unavailable]}
+//	  - name: inline payload
+//	    datapoints: {bot: {result: bad}}
+//	    action: {type: login}
+//	    want: {decision: deny, reasons: [bot_detected]}
+type Case struct {
+	Name        string            `json:"name"`
+	Scenario    string            `json:"scenario,omitempty"`
+	Datapoints  json.RawMessage   `json:"datapoints,omitempty"`
+	Upstream    Status            `json:"upstream,omitempty"`
+	Action      map[string]any    `json:"action"`
+	ExternalIDs map[string]string `json:"external_ids,omitempty"`
+	Want        CaseWant          `json:"want"`
+	// File is the file the case was read from, set by LoadCases.
+	File string `json:"-"`
+}
+
+// CaseWant is a case's expected outcome. Reasons lists reason codes, in any
+// order; an empty list means no reason may fire.
+type CaseWant struct {
+	Decision string   `json:"decision"`
+	Reasons  []string `json:"reasons"`
+}
+
+type caseFile struct {
+	Cases []Case `json:"cases"`
+}
+
+// LoadCases reads every *.yaml and *.yml file directly in dir of fsys. A
+// missing dir yields no cases. Each case is checked: a name, an action with
+// a type, exactly one of scenario, datapoints or upstream, and a valid
+// expected decision.
+func LoadCases(fsys fs.FS, dir string) ([]Case, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCase, err)
+	}
+	var cases []Case
+	for _, e := range entries {
+		if e.IsDir() || (path.Ext(e.Name()) != ".yaml" && path.Ext(e.Name()) != ".yml") {
+			continue
+		}
+		name := path.Join(dir, e.Name())
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidCase, err)
+		}
+		fileCases, err := parseCases(name, b)
+		if err != nil {
+			return nil, err
+		}
+		cases = append(cases, fileCases...)
+	}
+	return cases, nil
+}
+
+func parseCases(name string, b []byte) ([]Case, error) {
+	js, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCase, name, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	var f caseFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCase, name, err)
+	}
+	seen := map[string]bool{}
+	for i := range f.Cases {
+		c := &f.Cases[i]
+		c.File = name
+		if err := c.validate(); err != nil {
+			return nil, fmt.Errorf("%w: %s: case %d (%q): %w", ErrInvalidCase, name, i+1, c.Name, err)
+		}
+		if seen[c.Name] {
+			return nil, fmt.Errorf("%w: %s: case name %q used twice", ErrInvalidCase, name, c.Name)
+		}
+		seen[c.Name] = true
+	}
+	return f.Cases, nil
+}
+
+func (c *Case) validate() error {
+	sources := 0
+	for _, set := range []bool{c.Scenario != "", len(c.Datapoints) > 0, c.Upstream != ""} {
+		if set {
+			sources++
+		}
+	}
+	switch {
+	case c.Name == "":
+		return errors.New("name is required")
+	case sources != 1:
+		return errors.New("exactly one of scenario, datapoints or upstream is required")
+	case c.Upstream != "" && !slices.Contains([]Status{StatusNotFound, StatusUnavailable, StatusRejected}, c.Upstream):
+		return fmt.Errorf("upstream %q must be not_found, unavailable or rejected", c.Upstream)
+	case c.Action == nil:
+		return errors.New("action is required")
+	case !validEffect(c.Want.Decision):
+		return fmt.Errorf("want.decision %q must be allow, challenge or deny", c.Want.Decision)
+	}
+	if _, ok := c.Action["type"].(string); !ok {
+		return errors.New("action.type must be a string")
+	}
+	return nil
+}
+
+// datapoints returns what the policy sees for the case; scenarios are
+// looked up through src.
+func (c *Case) datapoints(ctx context.Context, src Source) (Datapoints, error) {
+	switch {
+	case c.Scenario != "":
+		if src == nil {
+			return Datapoints{}, fmt.Errorf("case %q: scenario %q needs a datapoint source", c.Name, c.Scenario)
+		}
+		return src.Datapoints(ctx, c.Scenario), nil
+	case len(c.Datapoints) > 0:
+		p, err := ParsePayload(c.Datapoints)
+		if err != nil {
+			return Datapoints{}, fmt.Errorf("case %q: datapoints: %w", c.Name, err)
+		}
+		return Datapoints{Status: StatusOK, Origin: OriginUpstream, Payload: p}, nil
+	case c.Upstream == StatusNotFound || c.Upstream == StatusRejected:
+		return Datapoints{Status: c.Upstream, Origin: OriginUpstream}, nil // cside answered
+	default:
+		return Datapoints{Status: c.Upstream, Origin: OriginNone}, nil
+	}
+}
+
+// RunCase evaluates c on the policy set, looking scenarios up through src,
+// and returns the decision and a description of every way it differs from
+// c.Want (none when the case passes).
+func (p *PolicySet) RunCase(ctx context.Context, c Case, src Source) (Decision, []string, error) {
+	dp, err := c.datapoints(ctx, src)
+	if err != nil {
+		return Decision{}, nil, err
+	}
+	d, err := p.Eval(ctx, Request{Token: c.Scenario, Action: c.Action, ExternalIDs: c.ExternalIDs}, dp)
+	if err != nil {
+		return Decision{}, nil, fmt.Errorf("case %q: %w", c.Name, err)
+	}
+	var diffs []string
+	if d.Decision != c.Want.Decision {
+		diffs = append(diffs, fmt.Sprintf("decision = %s, want %s", d.Decision, c.Want.Decision))
+	}
+	got := make([]string, 0, len(d.Reasons))
+	for _, r := range d.Reasons {
+		if !slices.Contains(got, r.Code) {
+			got = append(got, r.Code)
+		}
+	}
+	want := slices.Clone(c.Want.Reasons)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		diffs = append(diffs, fmt.Sprintf("reasons = [%s], want [%s]", strings.Join(got, " "), strings.Join(want, " ")))
+	}
+	return d, diffs, nil
+}

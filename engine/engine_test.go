@@ -1,0 +1,335 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/verdict-engine/verdict/engine"
+)
+
+// minimal is a valid policy set: allow, no reasons.
+const minimal = `package verdict
+
+default decision := "allow"
+
+reasons := set()
+`
+
+func files(kv ...string) fstest.MapFS {
+	fs := fstest.MapFS{}
+	for i := 0; i < len(kv); i += 2 {
+		fs[kv[i]] = &fstest.MapFile{Data: []byte(kv[i+1])}
+	}
+	return fs
+}
+
+func TestCompileRejectsBadPolicySets(t *testing.T) {
+	tests := []struct {
+		name    string
+		fs      fstest.MapFS
+		wantMsg string
+	}{
+		{"no rego files", files("data.json", `{}`), "no .rego files"},
+		{"syntax error", files("p.rego", "package verdict\n\ndecision := \n"), "p.rego:"},
+		{"v0 syntax", files("p.rego", "package verdict\n\ndecision = \"allow\" { true }\nreasons := set()\n"), "p.rego:"},
+		{"no decision", files("p.rego", "package verdict\n\nreasons := set()\n"), "data.verdict.decision"},
+		{"no reasons", files("p.rego", "package verdict\n\ndecision := \"allow\"\n"), "data.verdict.reasons"},
+		{"neither rule", files("p.rego", "package other\n\nx := 1\n"), "data.verdict.decision and data.verdict.reasons"},
+		{"strict: unused variable", files("p.rego", minimal+"\nf if { x := 1 }\n"), "p.rego:"},
+		{"compile error", files("p.rego", minimal+"\ny := undefined_function(1)\n"), "undefined function"},
+		{"invalid data json", files("p.rego", minimal, "data.json", `{"a": `), "data.json"},
+		{"invalid data yaml", files("p.rego", minimal, "data.yaml", "a: [1,\n"), "data.yaml"},
+		{"error in a test file", files("p.rego", minimal, "p_test.rego", "package verdict_test\n\ntest_x if {\n"), "p_test.rego:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := engine.Compile(context.Background(), tt.fs)
+			if !errors.Is(err, engine.ErrPolicyLoad) {
+				t.Fatalf("Compile() error = %v, want ErrPolicyLoad", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("Compile() error = %q, want it to mention %q", err, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestRevision(t *testing.T) {
+	ctx := context.Background()
+	rev := func(fs fstest.MapFS) string {
+		t.Helper()
+		set, err := engine.Compile(ctx, fs)
+		if err != nil {
+			t.Fatalf("Compile: %v", err)
+		}
+		return set.Revision()
+	}
+	base := rev(files("p.rego", minimal, "data.json", `{"x": 1}`))
+	if len(base) != 12 || strings.Trim(base, "0123456789abcdef") != "" {
+		t.Fatalf("revision %q is not 12 hex digits", base)
+	}
+	tests := []struct {
+		name string
+		fs   fstest.MapFS
+		same bool
+	}{
+		{"same files", files("p.rego", minimal, "data.json", `{"x": 1}`), true},
+		{"non-policy files ignored", files("p.rego", minimal, "data.json", `{"x": 1}`, "README.md", "hi", "testdata/c.yaml", "cases: []"), true},
+		{"data changed", files("p.rego", minimal, "data.json", `{"x": 2}`), false},
+		{"rule changed", files("p.rego", minimal+"\n# comment\n", "data.json", `{"x": 1}`), false},
+		{"file renamed", files("q.rego", minimal, "data.json", `{"x": 1}`), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := rev(tt.fs); (got == base) != tt.same {
+				t.Errorf("revision = %s, base %s, want same=%v", got, base, tt.same)
+			}
+		})
+	}
+}
+
+func TestDataMountedLikeOPA(t *testing.T) {
+	// data.json at the root lands at data.*, sub/data.yaml at data.sub.*,
+	// exactly as `opa run DIR` mounts them.
+	fs := files(
+		"p.rego", `package verdict
+
+default decision := "allow"
+
+decision := "deny" if data.limits.max < 10 * data.sub.factor
+
+reasons := {{"code": "c", "effect": "deny", "message": sprintf("%v", [data.sub.factor])}} if decision == "deny"
+else := set()
+`,
+		"data.json", `{"limits": {"max": 5}}`,
+		"sub/data.yaml", "factor: 1\n",
+	)
+	set, err := engine.Compile(context.Background(), fs)
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	d, err := set.Eval(context.Background(), engine.Request{Action: map[string]any{"type": "login"}}, engine.Datapoints{Status: engine.StatusNotFound})
+	if err != nil {
+		t.Fatalf("Eval: %v", err)
+	}
+	if d.Decision != "deny" || len(d.Reasons) != 1 || d.Reasons[0].Message != "1" {
+		t.Errorf("Eval() = %+v, want deny with message 1", d)
+	}
+}
+
+func TestEvalRejectsBrokenOutput(t *testing.T) {
+	tests := []struct {
+		name, policy, wantMsg string
+	}{
+		{"decision not an effect", `decision := "maybe"
+reasons := set()`, "decision must be one of"},
+		{"decision not a string", `decision := 1
+reasons := set()`, "decision must be one of"},
+		{"decision undefined", `decision := "allow" if input.action.type == "never"
+reasons := set()`, "undefined"},
+		{"reasons not a set", `decision := "allow"
+reasons := "none"`, "reasons must be a set"},
+		{"reason not an object", `decision := "allow"
+reasons := {"x"}`, "reasons[0] must be an object"},
+		{"reason without message", `decision := "deny"
+reasons := {{"code": "c", "effect": "deny"}}`, "reasons[0].message"},
+		{"reason with numeric code", `decision := "deny"
+reasons := {{"code": 1, "effect": "deny", "message": "m"}}`, "reasons[0].code"},
+		{"reason with unknown effect", `decision := "deny"
+reasons := {{"code": "c", "effect": "block", "message": "m"}}`, "effect must be one of"},
+		{"conflicting decisions", `decision := "allow" if input.action.type == "login"
+decision := "deny" if input.action.type == "login"
+reasons := set()`, "conflict"},
+		{"builtin error", `decision := "allow" if to_number("x") > 1
+reasons := set()`, "undefined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			set, err := engine.Compile(context.Background(), files("p.rego", "package verdict\n\n"+tt.policy+"\n"))
+			if err != nil {
+				t.Fatalf("Compile: %v", err)
+			}
+			_, err = set.Eval(context.Background(), engine.Request{Action: map[string]any{"type": "login"}}, engine.Datapoints{Status: engine.StatusOK})
+			if !errors.Is(err, engine.ErrPolicy) {
+				t.Fatalf("Eval() error = %v, want ErrPolicy", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) || !strings.Contains(err.Error(), set.Revision()) {
+				t.Errorf("Eval() error = %q, want it to mention %q and the revision", err, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// echo is a policy that returns its whole input as the message of one
+// reason, so tests see exactly what policies see.
+const echo = `package verdict
+
+decision := "allow"
+
+reasons := {{"code": "echo", "effect": "allow", "message": json.marshal(input)}}
+`
+
+func TestPolicyInput(t *testing.T) {
+	set, err := engine.Compile(context.Background(), files("p.rego", echo))
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	payload, err := engine.ParsePayload([]byte(`{"identification": {"fingerprintId": "fp_1"}, "ip": {"vpn": true}}`))
+	if err != nil {
+		t.Fatalf("ParsePayload: %v", err)
+	}
+	action := map[string]any{"type": "checkout", "amount": json.Number("129.99"), "big": json.Number("123456789012345678901234567890"), "items": []any{"a"}}
+	tests := []struct {
+		name string
+		req  engine.Request
+		dp   engine.Datapoints
+		want string
+	}{
+		{
+			name: "with datapoints",
+			req:  engine.Request{Action: action, ExternalIDs: map[string]string{"email": "a@b.c"}},
+			dp:   engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginCache, Payload: payload},
+			want: `{"action":{"amount":129.99,"big":123456789012345678901234567890,"items":["a"],"type":"checkout"},"datapoints":{"identification":{"fingerprintId":"fp_1"},"ip":{"vpn":true}},"external_ids":{"email":"a@b.c"},"fingerprint_id":"fp_1","upstream":{"source":"cache","status":"ok"}}`,
+		},
+		{
+			name: "without datapoints",
+			req:  engine.Request{Action: map[string]any{"type": "login"}},
+			dp:   engine.Datapoints{Status: engine.StatusUnavailable, Origin: engine.OriginNone, Err: errors.New("boom")},
+			want: `{"action":{"type":"login"},"datapoints":null,"external_ids":{},"fingerprint_id":null,"upstream":{"source":"none","status":"unavailable"}}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := set.Eval(context.Background(), tt.req, tt.dp)
+			if err != nil {
+				t.Fatalf("Eval: %v", err)
+			}
+			if got := d.Reasons[0].Message; got != tt.want {
+				t.Errorf("input =\n%s\nwant\n%s", got, tt.want)
+			}
+			wantDegraded := tt.dp.Status == engine.StatusUnavailable
+			if d.Degraded != wantDegraded || d.Status != tt.dp.Status || d.Origin != tt.dp.Origin {
+				t.Errorf("Eval() = %+v, want degraded=%v status=%s origin=%s", d, wantDegraded, tt.dp.Status, tt.dp.Origin)
+			}
+		})
+	}
+}
+
+func TestReasonsSortedByCode(t *testing.T) {
+	set, err := engine.Compile(context.Background(), files("p.rego", `package verdict
+
+decision := "deny"
+
+reasons contains {"code": c, "effect": "deny", "message": "m"} if some c in ["zeta", "alpha", "mid"]
+`))
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	d, err := set.Eval(context.Background(), engine.Request{Action: map[string]any{"type": "x"}}, engine.Datapoints{Status: engine.StatusOK})
+	if err != nil {
+		t.Fatalf("Eval: %v", err)
+	}
+	var codes []string
+	for _, r := range d.Reasons {
+		codes = append(codes, r.Code)
+	}
+	if got := strings.Join(codes, ","); got != "alpha,mid,zeta" {
+		t.Errorf("reason codes = %s, want alpha,mid,zeta", got)
+	}
+}
+
+func TestParsePayload(t *testing.T) {
+	tests := []struct {
+		raw    string
+		wantID string
+		ok     bool
+	}{
+		{`{"identification": {"fingerprintId": "fp_1"}}`, "fp_1", true},
+		{`{"identification": {"fingerprintId": ""}}`, "", true},
+		{`{"identification": {"fingerprintId": 7}}`, "", true},
+		{`{"identification": "fp_1"}`, "", true},
+		{`{}`, "", true},
+		{`[]`, "", false},
+		{`"x"`, "", false},
+		{`{"a": `, "", false},
+		{``, "", false},
+	}
+	for _, tt := range tests {
+		p, err := engine.ParsePayload([]byte(tt.raw))
+		if (err == nil) != tt.ok {
+			t.Errorf("ParsePayload(%s) error = %v, want ok=%v", tt.raw, err, tt.ok)
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, engine.ErrInvalidPayload) {
+				t.Errorf("ParsePayload(%s) error = %v, want ErrInvalidPayload", tt.raw, err)
+			}
+			continue
+		}
+		if p.FingerprintID() != tt.wantID {
+			t.Errorf("ParsePayload(%s).FingerprintID() = %q, want %q", tt.raw, p.FingerprintID(), tt.wantID)
+		}
+		if p.Size() < int64(len(tt.raw)) {
+			t.Errorf("ParsePayload(%s).Size() = %d, want at least the raw length", tt.raw, p.Size())
+		}
+	}
+}
+
+func TestLoadCasesRejectsBadFiles(t *testing.T) {
+	tests := []struct{ name, yaml, wantMsg string }{
+		{"unknown field", "cases:\n- name: a\n  upstream: not_found\n  action: {type: login}\n  want: {decision: allow}\n  wnat: 1\n", "unknown field"},
+		{"no source", "cases:\n- name: a\n  action: {type: login}\n  want: {decision: allow}\n", "exactly one of"},
+		{"two sources", "cases:\n- name: a\n  scenario: demo-human\n  upstream: not_found\n  action: {type: login}\n  want: {decision: allow}\n", "exactly one of"},
+		{"bad upstream", "cases:\n- name: a\n  upstream: ok\n  action: {type: login}\n  want: {decision: allow}\n", "upstream"},
+		{"bad decision", "cases:\n- name: a\n  upstream: not_found\n  action: {type: login}\n  want: {decision: block}\n", "want.decision"},
+		{"no action type", "cases:\n- name: a\n  upstream: not_found\n  action: {amount: 1}\n  want: {decision: allow}\n", "action.type"},
+		{"duplicate name", "cases:\n- name: a\n  upstream: not_found\n  action: {type: login}\n  want: {decision: allow}\n- name: a\n  upstream: not_found\n  action: {type: login}\n  want: {decision: allow}\n", "used twice"},
+		{"not yaml", "cases: [\n", "c.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := engine.LoadCases(files("testdata/c.yaml", tt.yaml), "testdata")
+			if !errors.Is(err, engine.ErrInvalidCase) || !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("LoadCases() error = %v, want ErrInvalidCase mentioning %q", err, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// ExamplePolicySet_Eval evaluates a policy set on an inline payload, the
+// way golden cases and offline tools do.
+func ExamplePolicySet_Eval() {
+	policy := fstest.MapFS{"verdict.rego": {Data: []byte(`package verdict
+
+reasons contains {"code": "bot_detected", "effect": "deny", "message": "bad bot"} if {
+	input.datapoints.bot.result == "bad"
+}
+
+default decision := "allow"
+
+decision := "deny" if {
+	some r in reasons
+	r.effect == "deny"
+}
+`)}}
+	set, err := engine.Compile(context.Background(), policy)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	payload, _ := engine.ParsePayload([]byte(`{"bot": {"result": "bad"}}`))
+	d, err := set.Eval(context.Background(),
+		engine.Request{Action: map[string]any{"type": "login"}},
+		engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginUpstream, Payload: payload})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(d.Decision, d.Reasons)
+	// Output: deny [{bot_detected deny bad bot}]
+}
