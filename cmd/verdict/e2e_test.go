@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/verdict-engine/verdict/csideclient/csidetest"
+)
+
+// TestMain lets a test re-execute this test binary as the real verdict
+// command: with VERDICT_TEST_MAIN=1 it runs main with the remaining args.
+func TestMain(m *testing.M) {
+	if os.Getenv("VERDICT_TEST_MAIN") == "1" {
+		os.Args = append([]string{"verdict"}, strings.Fields(os.Getenv("VERDICT_TEST_ARGS"))...)
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// logLines collects a server's JSON log lines and announces its address.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+	addr  chan string
+}
+
+func (l *logLines) consume(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		l.mu.Lock()
+		l.lines = append(l.lines, line)
+		l.mu.Unlock()
+		var entry struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "verdict listening" {
+			l.addr <- entry.Addr
+		}
+	}
+}
+
+func (l *logLines) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// startServe runs `verdict serve --demo` in-process on a free port and
+// returns its base URL, its logs and a function that stops it and returns
+// serve's error.
+func startServe(t *testing.T, extra ...string) (string, *logLines, func() error) {
+	t.Helper()
+	return startServeArgs(t, append([]string{"serve", "--demo", "--addr", "127.0.0.1:0"}, extra...)...)
+}
+
+// startServeArgs runs verdict with args in-process, as startServe does.
+func startServeArgs(t *testing.T, args ...string) (string, *logLines, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	logs := &logLines{addr: make(chan string, 1)}
+	go logs.consume(pr)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, args, func(string) string { return "" }, io.Discard, pw)
+		_ = pw.Close()
+	}()
+	stop := func() error {
+		cancel()
+		return <-done
+	}
+	select {
+	case addr := <-logs.addr:
+		return "http://" + addr, logs, stop
+	case err := <-done:
+		t.Fatalf("serve exited before listening: %v\n%s", err, logs.all())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not start listening within 30s\n%s", logs.all())
+	}
+	return "", nil, nil
+}
+
+func post(t *testing.T, url, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("POST %s: decoding: %v", url, err)
+	}
+	return resp.StatusCode, out
+}
+
+func TestServeDemoEndToEnd(t *testing.T) {
+	base, logs, stop := startServe(t)
+
+	tests := []struct {
+		name, path, body string
+		wantStatus       int
+		want             map[string]any // top-level fields to compare
+		wantReasons      []string
+	}{
+		{"human login", "/decide", `{"token":"demo-human","action":{"type":"login"}}`, 200,
+			map[string]any{"decision": "allow", "fingerprint_id": "fp_8Zq2kL0vXr7tN4mWb1Yc", "degraded": false}, []string{}},
+		{"vpn checkout", "/decide", `{"token":"demo-vpn","action":{"type":"checkout","amount":900,"currency":"USD"}}`, 200,
+			map[string]any{"decision": "challenge"}, []string{"anonymizing_proxy"}},
+		{"bot", "/decide", `{"token":"demo-bot","action":{"type":"signup"}}`, 200,
+			map[string]any{"decision": "deny"}, []string{"bot_detected", "high_suspect_score"}},
+		{"tor", "/decide", `{"token":"demo-tor","action":{"type":"checkout","amount":10}}`, 200,
+			map[string]any{"decision": "deny"}, []string{"ip_blocklisted", "tor_exit"}},
+		{"upstream error", "/decide", `{"token":"demo-error","action":{"type":"login"}}`, 200,
+			map[string]any{"decision": "allow", "degraded": true, "fingerprint_id": nil}, []string{"datapoints_unavailable"}},
+		{"unknown token", "/decide", `{"token":"demo-unknown","action":{"type":"signup"}}`, 200,
+			map[string]any{"decision": "challenge", "degraded": false}, []string{"unknown_fingerprint"}},
+		{"identify", "/identify", `{"token":"demo-goodbot"}`, 200,
+			map[string]any{"fingerprint_id": "fp_G00gleB0t000000001"}, nil},
+		{"bad request", "/decide", `{"token":"demo-human"}`, 400, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, got := post(t, base+tt.path, tt.body)
+			if status != tt.wantStatus {
+				t.Fatalf("POST %s %s = %d %v, want %d", tt.path, tt.body, status, got, tt.wantStatus)
+			}
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Errorf("%s = %v, want %v", k, got[k], v)
+				}
+			}
+			if tt.wantReasons != nil {
+				var codes []string
+				for _, r := range got["reasons"].([]any) {
+					codes = append(codes, r.(map[string]any)["code"].(string))
+				}
+				if fmt.Sprint(codes) != fmt.Sprint(tt.wantReasons) && len(codes)+len(tt.wantReasons) > 0 {
+					t.Errorf("reason codes = %v, want %v", codes, tt.wantReasons)
+				}
+			}
+		})
+	}
+
+	t.Run("second call is cached", func(t *testing.T) {
+		_, got := post(t, base+"/decide", `{"token":"demo-human","action":{"type":"checkout","amount":5}}`)
+		if dp := got["datapoints"].(map[string]any); dp["source"] != "cache" {
+			t.Errorf("datapoints = %v, want source cache", dp)
+		}
+	})
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s = %d, want 200", path, resp.StatusCode)
+		}
+	}
+
+	if err := stop(); err != nil {
+		t.Errorf("serve returned %v after shutdown, want nil", err)
+	}
+	all := logs.all()
+	for _, token := range []string{"demo-human", "demo-vpn", "demo-bot", "demo-tor", "demo-error", "demo-unknown", "demo-goodbot"} {
+		if strings.Contains(all, token) {
+			t.Errorf("logs contain the raw token %s:\n%s", token, all)
+		}
+	}
+	if !strings.Contains(all, "shut down cleanly") {
+		t.Errorf("no clean shutdown in the logs:\n%s", all)
+	}
+}
+
+// TestGracefulShutdownFinishesInFlight holds a request in the upstream,
+// shuts the server down while it waits there, and expects the request to
+// complete with a decision once the upstream answers.
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-release
+		payload, _ := csidetest.Payload("demo-human")
+		_, _ = w.Write(payload)
+	}))
+	defer upstream.Close()
+	base, _, stop := startServeArgs(t, "serve", "--addr", "127.0.0.1:0", "--cside-url", upstream.URL)
+
+	type result struct {
+		status int
+		body   map[string]any
+		err    error
+	}
+	res := make(chan result, 1)
+	go func() {
+		resp, err := http.Post(base+"/decide", "application/json", strings.NewReader(`{"token":"tok_inflight","action":{"type":"login"}}`))
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		res <- result{resp.StatusCode, body, err}
+	}()
+	<-arrived
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// Shutdown closes the listener first: wait until new connections fail.
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+
+	r := <-res
+	if r.err != nil || r.status != 200 || r.body["decision"] != "allow" {
+		t.Errorf("in-flight request = %d %v (%v), want 200 allow", r.status, r.body, r.err)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("serve returned %v, want nil", err)
+	}
+}
+
+// TestSIGTERMExitsZero runs the real binary (this test binary re-executed
+// as main) and stops it with SIGTERM.
+func TestSIGTERMExitsZero(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "VERDICT_TEST_MAIN=1", "VERDICT_TEST_ARGS=serve --demo --addr 127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logLines{addr: make(chan string, 1)}
+	go logs.consume(stderr)
+	select {
+	case <-logs.addr:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("no listening line within 30s:\n%s", logs.all())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) || err != nil {
+		t.Errorf("verdict serve after SIGTERM: %v, want exit code 0\n%s", err, logs.all())
+	}
+}
