@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/sony/gobreaker/v2"
@@ -103,7 +104,9 @@ type BreakerConfig struct {
 	// means 10.
 	MinRequests uint32
 	// OnStateChange, if set, is called on every transition with the state
-	// names "closed", "half-open" or "open".
+	// names "closed", "half-open" or "open". It runs while the breaker holds
+	// its lock: it must be quick and must not call the Client (BreakerState
+	// would deadlock).
 	OnStateChange func(from, to string)
 }
 
@@ -194,7 +197,10 @@ func New(cfg Config) (*Client, error) {
 			if n.ConsecutiveFailures >= b.ConsecutiveFailures {
 				return true
 			}
-			return n.Requests >= b.MinRequests && float64(n.TotalFailures) >= b.FailureRatio*float64(n.Requests)
+			// Abandoned calls are excluded: they make up neither the volume
+			// nor the denominator of the ratio.
+			valid := n.Requests - min(n.TotalExclusions, n.Requests)
+			return valid >= b.MinRequests && float64(n.TotalFailures) >= b.FailureRatio*float64(valid)
 		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if b.OnStateChange != nil {
@@ -222,10 +228,13 @@ func (cfg *Config) validate() error {
 	case u.RawQuery != "" || u.Fragment != "":
 		errs = append(errs, fmt.Errorf("base URL %q: must not carry a query or fragment", cfg.BaseURL))
 	}
-	for name, p := range map[string]string{"client path": cfg.ClientPath, "clientId path": cfg.ClientIDPath} {
-		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?# ") {
-			errs = append(errs, fmt.Errorf("%s %q: must start with / and hold no query, fragment or space", name, p))
+	for _, p := range []struct{ name, path string }{{"client path", cfg.ClientPath}, {"clientId path", cfg.ClientIDPath}} {
+		if !strings.HasPrefix(p.path, "/") || strings.ContainsAny(p.path, "?# ") {
+			errs = append(errs, fmt.Errorf("%s %q: must start with / and hold no query, fragment or space", p.name, p.path))
 		}
+	}
+	if cfg.ClientPath == cfg.ClientIDPath {
+		errs = append(errs, fmt.Errorf("client path and clientId path are both %q: they must differ", cfg.ClientPath))
 	}
 	if cfg.HeaderName == "" && cfg.HeaderValue != "" {
 		errs = append(errs, errors.New("header value given without a header name"))
@@ -233,8 +242,9 @@ func (cfg *Config) validate() error {
 	if cfg.HeaderName != "" && !validHeaderName(cfg.HeaderName) {
 		errs = append(errs, fmt.Errorf("header name %q: not a valid HTTP header name", cfg.HeaderName))
 	}
-	if strings.ContainsAny(cfg.HeaderValue, "\r\n\x00") {
-		errs = append(errs, errors.New("header value: must not contain CR, LF or NUL"))
+	if strings.ContainsFunc(cfg.HeaderValue, func(r rune) bool { return r != '\t' && (r < 0x20 || r == 0x7f) }) {
+		// net/http refuses such values on every request; catch them here.
+		errs = append(errs, errors.New("header value: must not contain control characters"))
 	}
 	if cfg.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout %v: must be positive", cfg.Timeout))
@@ -269,15 +279,13 @@ func (c *Client) BreakerState() string { return c.breaker.State().String() }
 // Datapoints returns the raw JSON datapoint bundle cside holds for token.
 // The bytes are a valid JSON object of at most Config.MaxBodyBytes.
 func (c *Client) Datapoints(ctx context.Context, token string) ([]byte, error) {
-	body, err := c.call(ctx, c.clientURL, c.cfg.ClientPath, token)
-	if err != nil {
-		return nil, err
-	}
-	return body, nil
+	return c.call(ctx, c.clientURL, c.cfg.ClientPath, token)
 }
 
 // ClientID returns the stable fingerprint ID cside holds for token, or an
-// error wrapping ErrNotFound when there is none.
+// error wrapping ErrNotFound when there is none. An answer that is empty,
+// longer than 256 bytes or holds whitespace, control characters, quotes,
+// markup or JSON delimiters is ErrUnavailable.
 func (c *Client) ClientID(ctx context.Context, token string) (string, error) {
 	body, err := c.call(ctx, c.clientIDURL, c.cfg.ClientIDPath, token)
 	if err != nil {
@@ -385,10 +393,17 @@ func validateClientID(path string, body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("cside %s: empty fingerprint ID: %w", path, ErrUnavailable)
 	case len(id) > maxFingerprintIDBytes:
 		return nil, fmt.Errorf("cside %s: fingerprint ID longer than %d bytes: %w", path, maxFingerprintIDBytes, ErrUnavailable)
-	case !utf8.Valid(id) || bytes.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+	case !utf8.Valid(id) || bytes.ContainsFunc(id, invalidIDRune):
 		return nil, fmt.Errorf("cside %s: fingerprint ID holds invalid characters: %w", path, ErrUnavailable)
 	}
 	return id, nil
+}
+
+// invalidIDRune reports runes no fingerprint ID holds: control characters,
+// whitespace, and the quote, markup and JSON delimiters that betray an error
+// page or a JSON document answered with status 200.
+func invalidIDRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.IsSpace(r) || strings.ContainsRune(`"<>\{}[]`, r)
 }
 
 // closeBody drains a bounded remainder so the connection can be reused, then

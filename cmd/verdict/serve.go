@@ -135,7 +135,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		},
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: cside settings: %w", errUsage, err)
 	}
 	datapoints, err := cache.New(cache.Config{
 		MaxCostBytes: int64(cfg.cacheMaxBytes),
@@ -143,7 +143,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		NotFoundTTL:  time.Duration(cfg.notFoundTTL),
 	}, client)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: cache settings: %w", errUsage, err)
 	}
 	defer datapoints.Close()
 

@@ -225,6 +225,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Read the token before any delay: net/http notices a client that went
+	// away (and cancels r.Context) only once the request body is consumed.
+	body, readErr := io.ReadAll(io.LimitReader(r.Body, maxTokenBytes+1))
+
 	k := s.snapshot()
 	if k.outage {
 		dropConnection(w)
@@ -249,8 +253,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "content type must be text/plain")
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxTokenBytes+1))
-	if err != nil {
+	if readErr != nil {
 		writeError(w, http.StatusBadRequest, "unreadable body")
 		return
 	}
