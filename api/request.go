@@ -139,6 +139,14 @@ func parseDecide(fields map[string]json.RawMessage) (engine.Request, error) {
 	return engine.Request{Token: token, Action: action, ExternalIDs: ids}, nil
 }
 
+// parseIdentify validates an /identify body and returns its token.
+func parseIdentify(fields map[string]json.RawMessage) (string, error) {
+	if err := checkFields(fields, "token"); err != nil {
+		return "", err
+	}
+	return parseToken(fields)
+}
+
 func parseAction(raw json.RawMessage) (map[string]any, error) {
 	if isNull(raw) {
 		return nil, invalidRequest("action is required")

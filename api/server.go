@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -124,15 +125,25 @@ type (
 
 var errNotReady = &apiError{http.StatusServiceUnavailable, "not_ready", "no policy set is loaded yet"}
 
-func (s *server) decide(c *gin.Context) {
-	start := time.Now()
+// readRequest reads a JSON request body once a decider is ready; on any
+// problem it writes the error answer and reports false.
+func (s *server) readRequest(c *gin.Context) (map[string]json.RawMessage, bool) {
 	if s.decider == nil {
 		writeError(c, errNotReady)
-		return
+		return nil, false
 	}
 	fields, err := readJSONBody(c.Writer, c.Request, s.cfg.MaxBodyBytes)
 	if err != nil {
 		writeError(c, err)
+		return nil, false
+	}
+	return fields, true
+}
+
+func (s *server) decide(c *gin.Context) {
+	start := time.Now()
+	fields, ok := s.readRequest(c)
+	if !ok {
 		return
 	}
 	req, err := parseDecide(fields)
@@ -164,20 +175,11 @@ func (s *server) decide(c *gin.Context) {
 }
 
 func (s *server) identify(c *gin.Context) {
-	if s.decider == nil {
-		writeError(c, errNotReady)
+	fields, ok := s.readRequest(c)
+	if !ok {
 		return
 	}
-	fields, err := readJSONBody(c.Writer, c.Request, s.cfg.MaxBodyBytes)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	if err := checkFields(fields, "token"); err != nil {
-		writeError(c, err)
-		return
-	}
-	token, err := parseToken(fields)
+	token, err := parseIdentify(fields)
 	if err != nil {
 		writeError(c, err)
 		return

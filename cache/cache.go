@@ -132,10 +132,11 @@ func (c *Cache) Close() { c.store.Close() }
 // Wait blocks until every set made so far was applied (or dropped).
 func (c *Cache) Wait() { c.store.Wait() }
 
-// Hits reports lookups answered from the cache.
+// Hits reports entry lookups that found a fresh entry. Datapoints makes one
+// lookup per call; Identify up to two (datapoints, then fingerprint ID).
 func (c *Cache) Hits() uint64 { return c.hits.Load() }
 
-// Misses reports lookups that went upstream.
+// Misses reports entry lookups that found no fresh entry.
 func (c *Cache) Misses() uint64 { return c.misses.Load() }
 
 // Datapoints returns the token's datapoints from the cache when fresh, else
