@@ -9,6 +9,9 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/verdict-engine/verdict/cache"
+	"github.com/verdict-engine/verdict/csideclient"
+	"github.com/verdict-engine/verdict/csideclient/csidetest"
 	"github.com/verdict-engine/verdict/engine"
 )
 
@@ -332,4 +335,50 @@ decision := "deny" if {
 	}
 	fmt.Println(d.Decision, d.Reasons)
 	// Output: deny [{bot_detected deny bad bot}]
+}
+
+func TestReloadSwapsOnlyOnSuccess(t *testing.T) {
+	ctx := context.Background()
+	e, err := engine.New(ctx, engine.Config{Policies: files("p.rego", minimal), Source: realSource(t)})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	first := e.Revision()
+
+	if _, err := e.Reload(ctx, files("p.rego", "package verdict\n\ndecision := \n")); !errors.Is(err, engine.ErrPolicyLoad) {
+		t.Fatalf("Reload(broken) error = %v, want ErrPolicyLoad", err)
+	}
+	if e.Revision() != first {
+		t.Fatalf("after a failed reload revision = %s, want %s still serving", e.Revision(), first)
+	}
+	if d, err := e.Decide(ctx, engine.Request{Token: "t", Action: map[string]any{"type": "login"}}); err != nil || d.Decision != "allow" {
+		t.Fatalf("Decide after a failed reload = %+v, %v; want the old set's allow", d, err)
+	}
+
+	denyAll := "package verdict\n\ndecision := \"deny\"\n\nreasons := {{\"code\": \"all\", \"effect\": \"deny\", \"message\": \"m\"}}\n"
+	set, err := e.Reload(ctx, files("p.rego", denyAll))
+	if err != nil {
+		t.Fatalf("Reload(valid) error = %v", err)
+	}
+	d, err := e.Decide(ctx, engine.Request{Token: "t", Action: map[string]any{"type": "login"}})
+	if err != nil || d.Decision != "deny" || d.Revision != set.Revision() || d.Revision == first {
+		t.Errorf("Decide after reload = %+v, %v; want deny from revision %s", d, err, set.Revision())
+	}
+}
+
+// realSource is the production pipeline over a fake cside: cache, client.
+func realSource(t *testing.T) *cache.Cache {
+	t.Helper()
+	fake := csidetest.NewServer()
+	t.Cleanup(fake.Close)
+	client, err := csideclient.New(csideclient.Config{BaseURL: fake.URL})
+	if err != nil {
+		t.Fatalf("csideclient.New: %v", err)
+	}
+	c, err := cache.New(cache.Config{}, client)
+	if err != nil {
+		t.Fatalf("cache.New: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }

@@ -37,9 +37,6 @@ type PolicySet struct {
 	revision string
 	loadedAt time.Time
 	files    []string
-	modules  map[string]*ast.Module
-	compiler *ast.Compiler
-	store    storage.Store
 	query    rego.PreparedEvalQuery
 }
 
@@ -192,9 +189,6 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 		revision: l.revision,
 		loadedAt: time.Now().UTC(),
 		files:    l.files,
-		modules:  l.modules,
-		compiler: l.compiler,
-		store:    l.store,
 		query:    pq,
 	}, nil
 }
