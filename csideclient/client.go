@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -44,12 +45,17 @@ var (
 // ignores such calls since they say nothing about cside's health.
 var errAbandoned = errors.New("caller gave up")
 
+// errTransient marks failures worth one retry: timeouts, connection errors,
+// 408, 429 and 5xx. Invalid bodies and 4xx are not retried.
+var errTransient = errors.New("transient")
+
 // Defaults for Config's zero values.
 const (
 	DefaultBaseURL      = "https://api.cside.com"
 	DefaultClientPath   = "/token/v1/client"
 	DefaultClientIDPath = "/token/v1/clientId"
 	DefaultTimeout      = 800 * time.Millisecond
+	DefaultRetryBackoff = 50 * time.Millisecond
 	DefaultMaxBodyBytes = 1 << 20
 )
 
@@ -69,9 +75,19 @@ type Config struct {
 	// HeaderName and HeaderValue, when HeaderName is set, are sent on every
 	// request, e.g. "Authorization" and "Bearer <key>".
 	HeaderName, HeaderValue string
-	// Timeout bounds one call, from dial to the last body byte. Zero means
-	// DefaultTimeout.
+	// Timeout is the budget of one call, retry included, from dial to the
+	// last body byte. Zero means DefaultTimeout (800 ms).
 	Timeout time.Duration
+	// AttemptTimeout bounds the first attempt, so that a retry still fits in
+	// the budget when cside hangs. Zero means half of Timeout.
+	AttemptTimeout time.Duration
+	// RetryBackoff is the mean pause before the one retry made on a timeout,
+	// connection error, 408, 429 or 5xx; the pause is drawn uniformly from
+	// [0.5, 1.5) times it, and the retry is skipped when the budget has no
+	// room left after it. Zero means DefaultRetryBackoff (50 ms).
+	RetryBackoff time.Duration
+	// NoRetry disables the retry.
+	NoRetry bool
 	// MaxBodyBytes caps an answer's body; a larger one is ErrUnavailable.
 	// Zero means DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
@@ -155,6 +171,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.AttemptTimeout == 0 {
+		cfg.AttemptTimeout = cfg.Timeout / 2
+	}
+	if cfg.RetryBackoff == 0 {
+		cfg.RetryBackoff = DefaultRetryBackoff
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -246,8 +268,12 @@ func (cfg *Config) validate() error {
 		// net/http refuses such values on every request; catch them here.
 		errs = append(errs, errors.New("header value: must not contain control characters"))
 	}
-	if cfg.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("timeout %v: must be positive", cfg.Timeout))
+	if cfg.Timeout < 0 || cfg.AttemptTimeout < 0 || cfg.RetryBackoff < 0 {
+		errs = append(errs, fmt.Errorf("timeout %v, attempt timeout %v, retry backoff %v: must be positive",
+			cfg.Timeout, cfg.AttemptTimeout, cfg.RetryBackoff))
+	}
+	if cfg.AttemptTimeout > cfg.Timeout {
+		errs = append(errs, fmt.Errorf("attempt timeout %v exceeds the call budget %v", cfg.AttemptTimeout, cfg.Timeout))
 	}
 	if cfg.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max body bytes %d: must be positive", cfg.MaxBodyBytes))
@@ -276,6 +302,9 @@ func validHeaderName(s string) bool {
 // BreakerState reports the breaker's state: "closed", "half-open" or "open".
 func (c *Client) BreakerState() string { return c.breaker.State().String() }
 
+// Close closes idle connections. The Client stays usable.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
 // Datapoints returns the raw JSON datapoint bundle cside holds for token.
 // The bytes are a valid JSON object of at most Config.MaxBodyBytes.
 func (c *Client) Datapoints(ctx context.Context, token string) ([]byte, error) {
@@ -294,13 +323,29 @@ func (c *Client) ClientID(ctx context.Context, token string) (string, error) {
 	return string(body), nil
 }
 
-// call makes one breaker-guarded POST and returns the validated body.
+// call makes one breaker-guarded call, with at most one retry, within the
+// budget, and returns the validated body. The breaker counts the call once,
+// by its final outcome: an upstream failing half its requests fails a
+// quarter of the calls, which should not keep the breaker open.
 func (c *Client) call(ctx context.Context, target, path, token string) ([]byte, error) {
 	if token == "" {
 		return nil, fmt.Errorf("cside %s: empty token: %w", path, ErrRejected)
 	}
+	budget, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
 	body, err := c.breaker.Execute(func() ([]byte, error) {
-		return c.post(ctx, target, path, token)
+		body, err := c.post(ctx, budget, c.cfg.AttemptTimeout, target, path, token)
+		if err == nil || c.cfg.NoRetry || !errors.Is(err, errTransient) {
+			return body, err
+		}
+		if !c.pause(budget) {
+			return nil, err
+		}
+		body, retryErr := c.post(ctx, budget, 0, target, path, token)
+		if retryErr != nil {
+			return nil, fmt.Errorf("%w (first attempt: %v)", retryErr, err)
+		}
+		return body, nil
 	})
 	switch {
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
@@ -311,9 +356,34 @@ func (c *Client) call(ctx context.Context, target, path, token string) ([]byte, 
 	return body, nil
 }
 
-func (c *Client) post(ctx context.Context, target, path, token string) ([]byte, error) {
-	callCtx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
+// pause waits the jittered retry backoff. It reports false, at once, when
+// the budget has no room for a retry after the pause, or when the budget
+// ends during it.
+func (c *Client) pause(budget context.Context) bool {
+	d := time.Duration(float64(c.cfg.RetryBackoff) * (0.5 + rand.Float64()))
+	if deadline, ok := budget.Deadline(); ok && time.Until(deadline) <= d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-budget.Done():
+		return false
+	}
+}
+
+// post makes one attempt within budget, and within attemptTimeout when it
+// is positive. parent is the caller's context: when it ends first, the
+// attempt was abandoned rather than failed.
+func (c *Client) post(parent, budget context.Context, attemptTimeout time.Duration, target, path, token string) ([]byte, error) {
+	callCtx := budget
+	if attemptTimeout > 0 {
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithTimeout(budget, attemptTimeout)
+		defer cancel()
+	}
 
 	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, target, strings.NewReader(token))
 	if err != nil {
@@ -327,7 +397,7 @@ func (c *Client) post(ctx context.Context, target, path, token string) ([]byte, 
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.transportError(ctx, callCtx, path, err)
+		return nil, c.transportError(parent, callCtx, path, err)
 	}
 	defer closeBody(resp.Body)
 
@@ -336,7 +406,7 @@ func (c *Client) post(ctx context.Context, target, path, token string) ([]byte, 
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBodyBytes+1))
 	if err != nil {
-		return nil, c.transportError(ctx, callCtx, path, err)
+		return nil, c.transportError(parent, callCtx, path, err)
 	}
 	if int64(len(body)) > c.maxBodyBytes {
 		return nil, fmt.Errorf("cside %s: body exceeds %d bytes: %w", path, c.maxBodyBytes, ErrUnavailable)
@@ -354,9 +424,9 @@ func (c *Client) transportError(parent, callCtx context.Context, path string, er
 	case parent.Err() != nil:
 		return fmt.Errorf("cside %s: %w: %w: %w", path, errAbandoned, ErrUnavailable, parent.Err())
 	case callCtx.Err() != nil:
-		return fmt.Errorf("cside %s: no answer within %v: %w", path, c.cfg.Timeout, ErrUnavailable)
+		return fmt.Errorf("cside %s: no answer in time: %w: %w", path, ErrUnavailable, errTransient)
 	default:
-		return fmt.Errorf("cside %s: %w: %w", path, ErrUnavailable, err)
+		return fmt.Errorf("cside %s: %w: %w: %w", path, ErrUnavailable, errTransient, err)
 	}
 }
 
@@ -369,7 +439,7 @@ func statusError(path string, status int) error {
 	case status == http.StatusNotFound:
 		kind = ErrNotFound
 	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests, status >= 500:
-		kind = ErrUnavailable
+		return fmt.Errorf("cside %s: status %d: %w: %w", path, status, ErrUnavailable, errTransient)
 	case status >= 400:
 		kind = ErrRejected
 	default:

@@ -563,6 +563,7 @@ func TestBreakerOpensOnFailureRatio(t *testing.T) {
 	var rec stateRecorder
 	c := newClient(t, csideclient.Config{
 		BaseURL: fake.URL,
+		NoRetry: true, // every attempt is a call: the ratio is the fake's
 		Breaker: csideclient.BreakerConfig{
 			ConsecutiveFailures: 100, MinRequests: 10, FailureRatio: 0.5, OpenFor: time.Hour,
 			OnStateChange: rec.record,
