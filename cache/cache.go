@@ -6,6 +6,10 @@
 // has nothing for this token" (for NotFoundTTL). Rejected and unavailable
 // answers are never cached, so the next request asks again.
 //
+// Concurrent misses for one token make one upstream call (see flightGroup).
+// Datapoints past their TTL are kept for StaleGrace more: when refreshing
+// them fails with the upstream unavailable, they are served as stale.
+//
 // ristretto applies sets asynchronously and may drop them under contention
 // or when its admission policy refuses an entry. Nothing here depends on a
 // set being visible: a dropped set only costs a later upstream call. Tests
@@ -30,6 +34,7 @@ const (
 	DefaultMaxCostBytes = 256 << 20
 	DefaultTTL          = 5 * time.Minute
 	DefaultNotFoundTTL  = 30 * time.Second
+	DefaultStaleGrace   = time.Hour
 )
 
 // entryOverhead approximates the bytes of an entry's own struct, its
@@ -58,17 +63,25 @@ type Config struct {
 	// NotFoundTTL is how long a "not found" answer is kept. Zero means
 	// DefaultNotFoundTTL (30 s).
 	NotFoundTTL time.Duration
+	// StaleGrace is how long datapoints are kept past their TTL, to be served
+	// (as stale) when the upstream is unavailable. Zero means
+	// DefaultStaleGrace (1 h); a negative value disables stale serving.
+	StaleGrace time.Duration
 	// Now is the clock; nil means time.Now. Tests move it instead of sleeping.
 	Now func() time.Time
 }
 
 // Cache is a read-through engine.Source. It is safe for concurrent use.
 type Cache struct {
-	cfg     Config
-	fetcher Fetcher
-	store   *ristretto.Cache[string, *entry]
-	hits    atomic.Uint64
-	misses  atomic.Uint64
+	cfg        Config
+	fetcher    Fetcher
+	store      *ristretto.Cache[string, *entry]
+	datapoints flightGroup[engine.Datapoints]
+	identities flightGroup[engine.Identity]
+	hits       atomic.Uint64
+	misses     atomic.Uint64
+	stale      atomic.Uint64
+	coalesced  atomic.Uint64
 }
 
 // entry is one cached upstream answer. Entries are immutable once set.
@@ -77,7 +90,7 @@ type entry struct {
 	payload   *engine.Payload // datapoints entries with StatusOK
 	id        string          // identity entries with StatusOK
 	fetchedAt time.Time
-	expires   time.Time
+	expires   time.Time // fresh until; stale (if ok) for StaleGrace more
 }
 
 // Key prefixes keep the two kinds of entries for one token apart.
@@ -96,6 +109,12 @@ func New(cfg Config, f Fetcher) (*Cache, error) {
 	}
 	if cfg.NotFoundTTL == 0 {
 		cfg.NotFoundTTL = DefaultNotFoundTTL
+	}
+	if cfg.StaleGrace == 0 {
+		cfg.StaleGrace = DefaultStaleGrace
+	}
+	if cfg.StaleGrace < 0 {
+		cfg.StaleGrace = 0
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -139,67 +158,129 @@ func (c *Cache) Hits() uint64 { return c.hits.Load() }
 // Misses reports entry lookups that found no fresh entry.
 func (c *Cache) Misses() uint64 { return c.misses.Load() }
 
+// StaleServed reports datapoints served stale because a refresh failed.
+func (c *Cache) StaleServed() uint64 { return c.stale.Load() }
+
+// Coalesced reports lookups that shared another caller's upstream call
+// instead of making their own.
+func (c *Cache) Coalesced() uint64 { return c.coalesced.Load() }
+
 // Datapoints returns the token's datapoints from the cache when fresh, else
-// from the upstream, caching what is worth caching.
+// from the upstream, caching what is worth caching. When the upstream is
+// unavailable and the cache holds datapoints within their stale grace, those
+// are returned with OriginStale. When ctx ends before an answer, the result
+// is unavailable, and the upstream call goes on only if others wait for it.
 func (c *Cache) Datapoints(ctx context.Context, token string) engine.Datapoints {
-	if e, ok := c.fresh(datapointsKey + token); ok {
-		return engine.Datapoints{Status: e.status, Origin: engine.OriginCache, Payload: e.payload, FetchedAt: e.fetchedAt}
+	key := datapointsKey + token
+	e, fresh := c.lookup(key)
+	if fresh {
+		return engine.Datapoints{Status: e.status, Origin: engine.OriginCache, Payload: e.payload,
+			FetchedAt: e.fetchedAt, Age: c.cfg.Now().Sub(e.fetchedAt)}
 	}
+	dp, shared, err := c.datapoints.do(ctx, key, func(ctx context.Context) engine.Datapoints {
+		return c.fetchDatapoints(ctx, key, token)
+	})
+	if shared {
+		c.coalesced.Add(1)
+	}
+	if err != nil {
+		dp = engine.Datapoints{Status: engine.StatusUnavailable, Origin: engine.OriginNone,
+			Err: fmt.Errorf("waiting for the upstream: %w", err)}
+	}
+	if dp.Status == engine.StatusUnavailable && c.usableStale(e) {
+		c.stale.Add(1)
+		return engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginStale, Payload: e.payload,
+			FetchedAt: e.fetchedAt, Age: c.cfg.Now().Sub(e.fetchedAt), Err: dp.Err}
+	}
+	return dp
+}
+
+// fetchDatapoints asks the upstream once and caches the answer. It makes
+// the entry visible before returning, so that callers arriving after a
+// coalesced fetch find it instead of fetching again.
+func (c *Cache) fetchDatapoints(ctx context.Context, key, token string) engine.Datapoints {
 	raw, err := c.fetcher.Datapoints(ctx, token)
 	now := c.cfg.Now()
 	if err != nil {
-		return engine.Datapoints{Status: c.remember(datapointsKey+token, err, now), Origin: origin(err), Err: err}
+		return engine.Datapoints{Status: c.remember(key, err, now), Origin: origin(err), Err: err}
 	}
 	p, err := engine.ParsePayload(raw)
 	if err != nil {
 		return engine.Datapoints{Status: engine.StatusUnavailable, Origin: engine.OriginNone, Err: err}
 	}
-	c.set(datapointsKey+token, &entry{status: engine.StatusOK, payload: p, fetchedAt: now}, p.Size(), now)
+	c.set(key, &entry{status: engine.StatusOK, payload: p, fetchedAt: now}, p.Size(), now)
 	return engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginUpstream, Payload: p, FetchedAt: now}
 }
 
 // Identify returns the token's stable fingerprint ID: from cached datapoints
 // when there are some, else from a cached or fresh /clientId answer.
 func (c *Cache) Identify(ctx context.Context, token string) engine.Identity {
-	if e, ok := c.fresh(datapointsKey + token); ok {
+	if e, fresh := c.lookup(datapointsKey + token); fresh {
 		id := ""
 		if e.payload != nil {
 			id = e.payload.FingerprintID()
 		}
 		return engine.Identity{FingerprintID: id, Status: e.status, Origin: engine.OriginCache}
 	}
-	if e, ok := c.fresh(identityKey + token); ok {
+	key := identityKey + token
+	if e, fresh := c.lookup(key); fresh {
 		return engine.Identity{FingerprintID: e.id, Status: e.status, Origin: engine.OriginCache}
 	}
+	id, shared, err := c.identities.do(ctx, key, func(ctx context.Context) engine.Identity {
+		return c.fetchIdentity(ctx, key, token)
+	})
+	if shared {
+		c.coalesced.Add(1)
+	}
+	if err != nil {
+		return engine.Identity{Status: engine.StatusUnavailable, Origin: engine.OriginNone,
+			Err: fmt.Errorf("waiting for the upstream: %w", err)}
+	}
+	return id
+}
+
+func (c *Cache) fetchIdentity(ctx context.Context, key, token string) engine.Identity {
 	id, err := c.fetcher.ClientID(ctx, token)
 	now := c.cfg.Now()
 	if err != nil {
-		return engine.Identity{Status: c.remember(identityKey+token, err, now), Origin: origin(err), Err: err}
+		return engine.Identity{Status: c.remember(key, err, now), Origin: origin(err), Err: err}
 	}
-	c.set(identityKey+token, &entry{status: engine.StatusOK, id: id, fetchedAt: now}, int64(len(id)), now)
+	c.set(key, &entry{status: engine.StatusOK, id: id, fetchedAt: now}, int64(len(id)), now)
 	return engine.Identity{FingerprintID: id, Status: engine.StatusOK, Origin: engine.OriginUpstream}
 }
 
-// fresh returns the entry under key if it is cached and not expired.
-func (c *Cache) fresh(key string) (*entry, bool) {
+// lookup returns the entry under key, if any, and whether it is fresh.
+func (c *Cache) lookup(key string) (*entry, bool) {
 	e, ok := c.store.Get(key)
 	if ok && c.cfg.Now().Before(e.expires) {
 		c.hits.Add(1)
 		return e, true
 	}
 	c.misses.Add(1)
-	return nil, false
+	return e, false
 }
 
-// set stores e under key with the TTL its status calls for; size is the
-// bytes e holds beyond its own struct.
+// usableStale reports whether e holds datapoints within their stale grace.
+func (c *Cache) usableStale(e *entry) bool {
+	return e != nil && e.status == engine.StatusOK && e.payload != nil &&
+		c.cfg.Now().Before(e.expires.Add(c.cfg.StaleGrace))
+}
+
+// set stores e under key, fresh for the TTL its status calls for (kept
+// StaleGrace longer when it holds datapoints), and waits until the entry is
+// visible; size is the bytes e holds beyond its own struct.
 func (c *Cache) set(key string, e *entry, size int64, now time.Time) {
-	ttl := c.cfg.TTL
-	if e.status == engine.StatusNotFound {
-		ttl = c.cfg.NotFoundTTL
+	ttl, keep := c.cfg.TTL, c.cfg.TTL
+	switch {
+	case e.status == engine.StatusNotFound:
+		ttl, keep = c.cfg.NotFoundTTL, c.cfg.NotFoundTTL
+	case e.payload != nil:
+		keep += c.cfg.StaleGrace
 	}
 	e.expires = now.Add(ttl)
-	c.store.SetWithTTL(key, e, int64(len(key))+entryOverhead+size, ttl)
+	if c.store.SetWithTTL(key, e, int64(len(key))+entryOverhead+size, keep) {
+		c.store.Wait()
+	}
 }
 
 // remember classifies an upstream error, caches a not-found answer and

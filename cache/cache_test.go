@@ -39,6 +39,7 @@ func setup(t *testing.T) (*cache.Cache, *csidetest.Server, *clock) {
 	t.Cleanup(fake.Close)
 	client, err := csideclient.New(csideclient.Config{
 		BaseURL: fake.URL,
+		NoRetry: true, // one upstream request per fetch: the counters count fetches
 		// failures must not open the breaker in these tests
 		Breaker: csideclient.BreakerConfig{ConsecutiveFailures: 1000, MinRequests: 1000},
 	})

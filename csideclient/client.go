@@ -45,9 +45,17 @@ var (
 // ignores such calls since they say nothing about cside's health.
 var errAbandoned = errors.New("caller gave up")
 
-// errTransient marks failures worth one retry: timeouts, connection errors,
-// 408, 429 and 5xx. Invalid bodies and 4xx are not retried.
-var errTransient = errors.New("transient")
+// transientError marks failures worth one retry: timeouts, connection
+// errors, 408, 429 and 5xx. Invalid bodies and 4xx are not retried. It does
+// not change the message of the error it wraps.
+type transientError struct{ error }
+
+func (e transientError) Unwrap() error { return e.error }
+
+func isTransient(err error) bool {
+	_, ok := errors.AsType[transientError](err)
+	return ok
+}
 
 // Defaults for Config's zero values.
 const (
@@ -335,15 +343,19 @@ func (c *Client) call(ctx context.Context, target, path, token string) ([]byte, 
 	defer cancel()
 	body, err := c.breaker.Execute(func() ([]byte, error) {
 		body, err := c.post(ctx, budget, c.cfg.AttemptTimeout, target, path, token)
-		if err == nil || c.cfg.NoRetry || !errors.Is(err, errTransient) {
+		if err == nil || c.cfg.NoRetry || !isTransient(err) {
 			return body, err
 		}
 		if !c.pause(budget) {
 			return nil, err
 		}
 		body, retryErr := c.post(ctx, budget, 0, target, path, token)
-		if retryErr != nil {
-			return nil, fmt.Errorf("%w (first attempt: %v)", retryErr, err)
+		switch {
+		case retryErr == nil:
+		case retryErr.Error() == err.Error():
+			return nil, fmt.Errorf("%w (twice)", retryErr)
+		default:
+			return nil, fmt.Errorf("%w (after %v)", retryErr, err)
 		}
 		return body, nil
 	})
@@ -424,9 +436,9 @@ func (c *Client) transportError(parent, callCtx context.Context, path string, er
 	case parent.Err() != nil:
 		return fmt.Errorf("cside %s: %w: %w: %w", path, errAbandoned, ErrUnavailable, parent.Err())
 	case callCtx.Err() != nil:
-		return fmt.Errorf("cside %s: no answer in time: %w: %w", path, ErrUnavailable, errTransient)
+		return transientError{fmt.Errorf("cside %s: no answer in time: %w", path, ErrUnavailable)}
 	default:
-		return fmt.Errorf("cside %s: %w: %w: %w", path, ErrUnavailable, errTransient, err)
+		return transientError{fmt.Errorf("cside %s: %w: %w", path, ErrUnavailable, err)}
 	}
 }
 
@@ -439,7 +451,7 @@ func statusError(path string, status int) error {
 	case status == http.StatusNotFound:
 		kind = ErrNotFound
 	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests, status >= 500:
-		return fmt.Errorf("cside %s: status %d: %w: %w", path, status, ErrUnavailable, errTransient)
+		return transientError{fmt.Errorf("cside %s: status %d: %w", path, status, ErrUnavailable)}
 	case status >= 400:
 		kind = ErrRejected
 	default:

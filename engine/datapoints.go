@@ -39,6 +39,9 @@ const (
 	OriginCache Origin = "cache"
 	// OriginNone: no answer was obtained.
 	OriginNone Origin = "none"
+	// OriginStale: cached datapoints past their TTL, served because the
+	// upstream is unavailable. The decision is degraded.
+	OriginStale Origin = "stale"
 )
 
 // Datapoints is what a Source found for a token.
@@ -49,8 +52,13 @@ type Datapoints struct {
 	Payload *Payload
 	// FetchedAt is when cside produced the answer; zero when there was none.
 	FetchedAt time.Time
-	// Err explains StatusRejected and StatusUnavailable; nil otherwise. It is
-	// for logs and never reaches policies or callers.
+	// Age is how old the answer was when it was looked up (by the source's
+	// clock); zero for an answer fetched for this very request. It reaches
+	// policies as input.upstream.age_seconds when there is a payload.
+	Age time.Duration
+	// Err explains StatusRejected and StatusUnavailable, and why stale data
+	// was served; nil otherwise. It is for logs and never reaches policies
+	// or callers.
 	Err error
 }
 

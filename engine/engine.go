@@ -9,7 +9,7 @@
 //	input.action          the request's action object
 //	input.external_ids    object (empty when not sent)
 //	input.datapoints      the cside payload as cside sent it, or null
-//	input.upstream        {"status": ..., "source": ...}
+//	input.upstream        {"status": ..., "source": ..., "age_seconds": ...}
 //	input.fingerprint_id  string or null
 //
 // The engine knows nothing of HTTP or of cside's wire format.
@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -84,7 +85,7 @@ type Decision struct {
 	// Revision identifies the policy set that decided.
 	Revision string
 	// Degraded is true when the decision was made without datapoints for a
-	// reason other than not_found.
+	// reason other than not_found, or on stale datapoints.
 	Degraded bool
 	// UpstreamErr explains a degraded decision, for logs only.
 	UpstreamErr error
@@ -181,7 +182,7 @@ func (p *PolicySet) Eval(ctx context.Context, req Request, dp Datapoints) (Decis
 		Status:   dp.Status,
 		Origin:   dp.Origin,
 		Revision: p.revision,
-		Degraded: dp.Status == StatusUnavailable || dp.Status == StatusRejected,
+		Degraded: dp.Status == StatusUnavailable || dp.Status == StatusRejected || dp.Origin == OriginStale,
 	}
 	if d.Degraded {
 		d.UpstreamErr = dp.Err
@@ -204,20 +205,22 @@ func buildInput(req Request, dp Datapoints) (ast.Value, error) {
 		ids.Insert(ast.StringTerm(k), ast.StringTerm(v))
 	}
 	datapoints, fingerprint := ast.NullTerm(), ast.NullTerm()
+	upstream := [][2]*ast.Term{
+		ast.Item(ast.InternedTerm("status"), ast.StringTerm(string(dp.Status))),
+		ast.Item(ast.InternedTerm("source"), ast.StringTerm(string(dp.Origin))),
+	}
 	if dp.Payload != nil {
 		datapoints = ast.NewTerm(dp.Payload.value)
 		if id := dp.Payload.FingerprintID(); id != "" {
 			fingerprint = ast.StringTerm(id)
 		}
+		upstream = append(upstream, ast.Item(ast.InternedTerm("age_seconds"), ast.InternedTerm(int(dp.Age/time.Second))))
 	}
 	return ast.NewObject(
 		ast.Item(ast.InternedTerm("action"), ast.NewTerm(action)),
 		ast.Item(ast.InternedTerm("external_ids"), ast.NewTerm(ids)),
 		ast.Item(ast.InternedTerm("datapoints"), datapoints),
-		ast.Item(ast.InternedTerm("upstream"), ast.ObjectTerm(
-			ast.Item(ast.InternedTerm("status"), ast.StringTerm(string(dp.Status))),
-			ast.Item(ast.InternedTerm("source"), ast.StringTerm(string(dp.Origin))),
-		)),
+		ast.Item(ast.InternedTerm("upstream"), ast.ObjectTerm(upstream...)),
 		ast.Item(ast.InternedTerm("fingerprint_id"), fingerprint),
 	), nil
 }

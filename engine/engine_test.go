@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/verdict-engine/verdict/cache"
 	"github.com/verdict-engine/verdict/csideclient"
@@ -197,7 +198,13 @@ func TestPolicyInput(t *testing.T) {
 			name: "with datapoints",
 			req:  engine.Request{Action: action, ExternalIDs: map[string]string{"email": "a@b.c"}},
 			dp:   engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginCache, Payload: payload},
-			want: `{"action":{"amount":129.99,"big":123456789012345678901234567890,"items":["a"],"type":"checkout"},"datapoints":{"identification":{"fingerprintId":"fp_1"},"ip":{"vpn":true}},"external_ids":{"email":"a@b.c"},"fingerprint_id":"fp_1","upstream":{"source":"cache","status":"ok"}}`,
+			want: `{"action":{"amount":129.99,"big":123456789012345678901234567890,"items":["a"],"type":"checkout"},"datapoints":{"identification":{"fingerprintId":"fp_1"},"ip":{"vpn":true}},"external_ids":{"email":"a@b.c"},"fingerprint_id":"fp_1","upstream":{"age_seconds":0,"source":"cache","status":"ok"}}`,
+		},
+		{
+			name: "stale datapoints carry their age",
+			req:  engine.Request{Action: map[string]any{"type": "login"}},
+			dp:   engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginStale, Payload: payload, Age: 754*time.Second + 900*time.Millisecond},
+			want: `{"action":{"type":"login"},"datapoints":{"identification":{"fingerprintId":"fp_1"},"ip":{"vpn":true}},"external_ids":{},"fingerprint_id":"fp_1","upstream":{"age_seconds":754,"source":"stale","status":"ok"}}`,
 		},
 		{
 			name: "without datapoints",
@@ -215,7 +222,7 @@ func TestPolicyInput(t *testing.T) {
 			if got := d.Reasons[0].Message; got != tt.want {
 				t.Errorf("input =\n%s\nwant\n%s", got, tt.want)
 			}
-			wantDegraded := tt.dp.Status == engine.StatusUnavailable
+			wantDegraded := tt.dp.Status == engine.StatusUnavailable || tt.dp.Origin == engine.OriginStale
 			if d.Degraded != wantDegraded || d.Status != tt.dp.Status || d.Origin != tt.dp.Origin {
 				t.Errorf("Eval() = %+v, want degraded=%v status=%s origin=%s", d, wantDegraded, tt.dp.Status, tt.dp.Origin)
 			}
