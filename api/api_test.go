@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/verdict-engine/verdict/api"
 	"github.com/verdict-engine/verdict/cache"
@@ -364,6 +365,31 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+func TestHealthzReportsBreakerWithoutFailingReadiness(t *testing.T) {
+	s := newStack(t, nil)
+	client, err := csideclient.New(csideclient.Config{BaseURL: s.fake.URL, Breaker: csideclient.BreakerConfig{ConsecutiveFailures: 1, OpenFor: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := api.New(api.Config{BreakerState: client.BreakerState}, s.engine)
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec
+	}
+	if rec := get("/healthz"); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"upstream":{"breaker":"closed"}`) {
+		t.Errorf("GET /healthz = %d %s, want 200 with the closed breaker", rec.Code, rec.Body)
+	}
+	s.fake.SetForcedStatus(http.StatusServiceUnavailable)
+	_, _ = client.Datapoints(context.Background(), "demo-human")
+	if rec := get("/healthz"); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"upstream":{"breaker":"open"}`) {
+		t.Errorf("GET /healthz = %d %s, want 200 with the open breaker", rec.Code, rec.Body)
+	}
+	if rec := get("/readyz"); rec.Code != 200 {
+		t.Errorf("GET /readyz with the breaker open = %d, want 200: an upstream outage must not flip readiness", rec.Code)
+	}
+}
+
 func TestNotReady(t *testing.T) {
 	h := api.New(api.Config{}, nil)
 	for _, tt := range []struct{ method, path string }{{"GET", "/readyz"}, {"POST", "/decide"}, {"POST", "/identify"}} {
@@ -417,7 +443,7 @@ func TestIdentify(t *testing.T) {
 		{"clientId cached", `{"token": "demo-tor"}`, "fp_TorExit00000000001", "ok", "cache", 1},
 		{"unknown", `{"token": "demo-unknown"}`, "", "not_found", "upstream", 2},
 		{"no fingerprint", `{"token": "demo-noid"}`, "", "not_found", "upstream", 3},
-		{"upstream error", `{"token": "demo-error"}`, "", "unavailable", "none", 4},
+		{"upstream error, retried once", `{"token": "demo-error"}`, "", "unavailable", "none", 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

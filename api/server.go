@@ -38,6 +38,10 @@ type Config struct {
 	// Logger receives degraded decisions and internal errors; nil discards.
 	// Raw tokens are never logged, only TokenHash.
 	Logger *slog.Logger
+	// BreakerState, if set, reports the upstream circuit breaker's state
+	// ("closed", "half-open", "open") for GET /healthz. It never affects
+	// readiness: an upstream outage must not take every replica out at once.
+	BreakerState func() string
 }
 
 type server struct {
@@ -196,7 +200,11 @@ func (s *server) identify(c *gin.Context) {
 }
 
 func (s *server) healthz(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	body := gin.H{"status": "ok"}
+	if s.cfg.BreakerState != nil {
+		body["upstream"] = gin.H{"breaker": s.cfg.BreakerState()}
+	}
+	c.JSON(http.StatusOK, body)
 }
 
 func (s *server) readyz(c *gin.Context) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +49,51 @@ func (d *positiveDuration) Set(s string) error {
 		return errors.New("must be positive")
 	}
 	*d = positiveDuration(v)
+	return nil
+}
+
+// nonNegativeDuration is a Go duration of zero or more.
+type nonNegativeDuration time.Duration
+
+func (d *nonNegativeDuration) String() string { return time.Duration(*d).String() }
+
+func (d *nonNegativeDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration such as 0, 30m or 1h")
+	}
+	if v < 0 {
+		return errors.New("must not be negative")
+	}
+	*d = nonNegativeDuration(v)
+	return nil
+}
+
+// count is a whole number from 1 to 1,000,000.
+type count uint32
+
+func (n *count) String() string { return strconv.FormatUint(uint64(*n), 10) }
+
+func (n *count) Set(s string) error {
+	v, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || v < 1 || v > 1_000_000 {
+		return errors.New("want a whole number from 1 to 1000000")
+	}
+	*n = count(v)
+	return nil
+}
+
+// ratio is a number in (0, 1].
+type ratio float64
+
+func (r *ratio) String() string { return strconv.FormatFloat(float64(*r), 'g', -1, 64) }
+
+func (r *ratio) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(v > 0 && v <= 1) {
+		return errors.New("want a number greater than 0 and at most 1, e.g. 0.5")
+	}
+	*r = ratio(v)
 	return nil
 }
 

@@ -41,6 +41,23 @@ func TestParseServeFlags(t *testing.T) {
 			}},
 		{name: "flag beats environment", args: []string{"--cache-ttl", "3m"}, env: map[string]string{"VERDICT_CACHE_TTL": "2m"},
 			check: func(c serveConfig) bool { return time.Duration(c.cacheTTL) == 3*time.Minute }},
+		{name: "resilience defaults", check: func(c serveConfig) bool {
+			b := c.breaker
+			return time.Duration(c.staleGrace) == time.Hour && time.Duration(b.window) == 10*time.Second &&
+				time.Duration(b.openFor) == 5*time.Second && b.halfOpenProbes == 3 && b.consecutiveFailures == 5 &&
+				b.failureRatio == 0.5 && b.minRequests == 10
+		}},
+		{name: "resilience flags and twins", args: []string{"--cache-stale-grace", "0", "--breaker-failure-ratio", "0.25"},
+			env: map[string]string{"VERDICT_BREAKER_OPEN_FOR": "30s", "VERDICT_BREAKER_MIN_REQUESTS": "50"},
+			check: func(c serveConfig) bool {
+				return c.staleGrace == 0 && c.breaker.failureRatio == 0.25 && time.Duration(c.breaker.openFor) == 30*time.Second &&
+					c.breaker.minRequests == 50
+			}},
+		{name: "negative stale grace", args: []string{"--cache-stale-grace", "-1m"}, wantErr: "-cache-stale-grace"},
+		{name: "ratio above 1", args: []string{"--breaker-failure-ratio", "1.5"}, wantErr: "-breaker-failure-ratio"},
+		{name: "zero probes", args: []string{"--breaker-half-open-probes", "0"}, wantErr: "-breaker-half-open-probes"},
+		{name: "fractional count", env: map[string]string{"VERDICT_BREAKER_CONSECUTIVE_FAILURES": "2.5"}, wantErr: "VERDICT_BREAKER_CONSECUTIVE_FAILURES"},
+		{name: "zero breaker window", args: []string{"--breaker-window", "0s"}, wantErr: "-breaker-window"},
 		{name: "bad duration", args: []string{"--cache-ttl", "soon"}, wantErr: "-cache-ttl"},
 		{name: "zero duration", args: []string{"--upstream-timeout", "0s"}, wantErr: "-upstream-timeout"},
 		{name: "bad size", args: []string{"--cache-max-bytes", "lots"}, wantErr: "-cache-max-bytes"},

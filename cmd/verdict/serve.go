@@ -42,9 +42,21 @@ type serveConfig struct {
 	cacheMaxBytes   byteSize
 	cacheTTL        positiveDuration
 	notFoundTTL     positiveDuration
+	staleGrace      nonNegativeDuration
 	upstreamTimeout positiveDuration
+	breaker         breakerFlags
 	demo            bool
 	logLevel        logLevel
+}
+
+// breakerFlags configure the cside circuit breaker.
+type breakerFlags struct {
+	window              positiveDuration
+	openFor             positiveDuration
+	halfOpenProbes      count
+	consecutiveFailures count
+	failureRatio        ratio
+	minRequests         count
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -56,7 +68,16 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		cacheMaxBytes:   cache.DefaultMaxCostBytes,
 		cacheTTL:        positiveDuration(cache.DefaultTTL),
 		notFoundTTL:     positiveDuration(cache.DefaultNotFoundTTL),
+		staleGrace:      nonNegativeDuration(cache.DefaultStaleGrace),
 		upstreamTimeout: positiveDuration(csideclient.DefaultTimeout),
+		breaker: breakerFlags{
+			window:              positiveDuration(10 * time.Second),
+			openFor:             positiveDuration(5 * time.Second),
+			halfOpenProbes:      3,
+			consecutiveFailures: 5,
+			failureRatio:        0.5,
+			minRequests:         10,
+		},
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -69,7 +90,14 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Var(&cfg.cacheMaxBytes, "cache-max-bytes", "datapoint cache memory bound")
 	fs.Var(&cfg.cacheTTL, "cache-ttl", "how long datapoints stay cached")
 	fs.Var(&cfg.notFoundTTL, "cache-notfound-ttl", `how long a cside "not found" stays cached`)
-	fs.Var(&cfg.upstreamTimeout, "upstream-timeout", "time budget for one cside call")
+	fs.Var(&cfg.staleGrace, "cache-stale-grace", "how long datapoints past their TTL are kept to be served stale when cside is unavailable (0: never)")
+	fs.Var(&cfg.upstreamTimeout, "upstream-timeout", "cside budget of one decision, retry included")
+	fs.Var(&cfg.breaker.window, "breaker-window", "window over which the breaker counts failures")
+	fs.Var(&cfg.breaker.openFor, "breaker-open-for", "how long the breaker stays open before probing")
+	fs.Var(&cfg.breaker.halfOpenProbes, "breaker-half-open-probes", "requests let through while half-open")
+	fs.Var(&cfg.breaker.consecutiveFailures, "breaker-consecutive-failures", "consecutive failures that open the breaker")
+	fs.Var(&cfg.breaker.failureRatio, "breaker-failure-ratio", "failure ratio in the window that opens the breaker")
+	fs.Var(&cfg.breaker.minRequests, "breaker-min-requests", "requests in the window before the failure ratio applies")
 	fs.BoolVar(&cfg.demo, "demo", false, "start a fake cside on a loopback port serving the demo-* tokens and use it")
 	fs.Var(&cfg.logLevel, "log-level", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -101,6 +129,15 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	return cfg, nil
 }
 
+// staleGrace maps the flag (0: never serve stale) to cache.Config's
+// convention (0: the default, negative: never).
+func staleGrace(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 // serve runs the decision service until ctx ends, then shuts down
 // gracefully: in-flight requests finish, and serve returns nil.
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -129,6 +166,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		HeaderValue:  cfg.csideHeader.value,
 		Timeout:      time.Duration(cfg.upstreamTimeout),
 		Breaker: csideclient.BreakerConfig{
+			Window:              time.Duration(cfg.breaker.window),
+			OpenFor:             time.Duration(cfg.breaker.openFor),
+			HalfOpenProbes:      uint32(cfg.breaker.halfOpenProbes),
+			ConsecutiveFailures: uint32(cfg.breaker.consecutiveFailures),
+			FailureRatio:        float64(cfg.breaker.failureRatio),
+			MinRequests:         uint32(cfg.breaker.minRequests),
 			OnStateChange: func(from, to string) {
 				log.Warn("cside circuit breaker changed state", "from", from, "to", to)
 			},
@@ -137,10 +180,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return fmt.Errorf("%w: cside settings: %w", errUsage, err)
 	}
+	defer client.Close()
 	datapoints, err := cache.New(cache.Config{
 		MaxCostBytes: int64(cfg.cacheMaxBytes),
 		TTL:          time.Duration(cfg.cacheTTL),
 		NotFoundTTL:  time.Duration(cfg.notFoundTTL),
+		StaleGrace:   staleGrace(time.Duration(cfg.staleGrace)),
 	}, client)
 	if err != nil {
 		return fmt.Errorf("%w: cache settings: %w", errUsage, err)
@@ -162,7 +207,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return fmt.Errorf("-addr %s: %w", cfg.addr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Config{Logger: log}, eng),
+		Handler:           api.New(api.Config{Logger: log, BreakerState: client.BreakerState}, eng),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
