@@ -109,7 +109,7 @@ func TestScenarioTokens(t *testing.T) {
 
 	tokens := csidetest.Tokens()
 	slices.Sort(tokens)
-	tokens = append(tokens, "demo-unknown", "an-arbitrary-token")
+	tokens = append(tokens, "demo-unknown", "an-arbitrary-token", "demo-human-7")
 	for _, token := range tokens {
 		t.Run(token, func(t *testing.T) {
 			ctx := context.Background()
@@ -124,7 +124,7 @@ func TestScenarioTokens(t *testing.T) {
 				if wantID == "" {
 					wantIDErr = csideclient.ErrNotFound
 				}
-			case token == "demo-error", token == "demo-garbage":
+			case token == "demo-error", token == "demo-garbage", token == "demo-truncated", token == "demo-huge":
 				wantDataErr, wantIDErr = csideclient.ErrUnavailable, csideclient.ErrUnavailable
 			default:
 				wantDataErr, wantIDErr = csideclient.ErrNotFound, csideclient.ErrNotFound

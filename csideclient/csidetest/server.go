@@ -9,13 +9,16 @@ package csidetest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"mime"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,11 +44,21 @@ var fixtures embed.FS
 
 // scenario is what the fake answers for one token.
 type scenario struct {
-	fixture string // testdata file served by /client; "" for none
-	status  int    // forced status on both endpoints; 0 for 200
-	slow    bool   // answer after the slow delay
-	garbage bool   // answer 200 with a body that is not JSON
+	fixture   string // testdata file served by /client; "" for none
+	status    int    // forced status on both endpoints; 0 for 200
+	slow      bool   // answer after the slow delay
+	garbage   bool   // answer 200 with a body that is not JSON
+	truncated bool   // answer 200 with the human payload cut in half
+	huge      bool   // answer 200 with a 1 GiB body, streamed
 }
+
+// HugeBodyBytes is the size of demo-huge's answer.
+const HugeBodyBytes = 1 << 30
+
+// HumanFamily is the prefix of tokens that get the human payload with a
+// fingerprint ID of their own (demo-human-1, demo-human-2, ...): as many
+// distinct tokens as a load or memory test needs.
+const HumanFamily = "demo-human-"
 
 // scenarios maps every documented demo token to its answer. Any other token
 // is unknown: 404 on both endpoints.
@@ -62,9 +75,23 @@ var scenarios = map[string]scenario{
 	"demo-slow":      {fixture: "human.json", slow: true},
 	"demo-error":     {status: http.StatusServiceUnavailable},
 	"demo-garbage":   {garbage: true},
+	"demo-truncated": {truncated: true},
+	"demo-huge":      {huge: true},
 }
 
-// Tokens returns every scenario token the fake knows, in no particular order.
+// lookup returns the scenario for token, including the human family.
+func lookup(token string) (scenario, bool) {
+	if sc, ok := scenarios[token]; ok {
+		return sc, true
+	}
+	if strings.HasPrefix(token, HumanFamily) && len(token) > len(HumanFamily) {
+		return scenario{fixture: "human.json"}, true
+	}
+	return scenario{}, false
+}
+
+// Tokens returns every scenario token the fake knows, in no particular
+// order; the HumanFamily tokens are not listed.
 func Tokens() []string {
 	out := make([]string, 0, len(scenarios))
 	for t := range scenarios {
@@ -74,15 +101,21 @@ func Tokens() []string {
 }
 
 // Payload returns the JSON payload /token/v1/client serves for token, and
-// false when the token has none (unknown, error or garbage scenarios).
+// false when the token has none (unknown, error, garbage, truncated or huge
+// scenarios).
 func Payload(token string) ([]byte, bool) {
-	sc, ok := scenarios[token]
+	sc, ok := lookup(token)
 	if !ok || sc.fixture == "" {
 		return nil, false
 	}
 	b, err := fixtures.ReadFile("testdata/" + sc.fixture)
 	if err != nil {
 		panic(fmt.Sprintf("csidetest: embedded fixture %s missing: %v", sc.fixture, err)) // build defect, not input
+	}
+	if _, fixed := scenarios[token]; !fixed {
+		// A HumanFamily token: its own fingerprint ID, derived from it.
+		sum := sha256.Sum256([]byte(token))
+		b = bytes.Replace(b, []byte(fingerprintID(b)), []byte("fp_"+hex.EncodeToString(sum[:10])), 1)
 	}
 	return b, true
 }
@@ -267,7 +300,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	sc, ok := scenarios[token]
+	sc, ok := lookup(token)
 	if !ok {
 		writeError(w, http.StatusNotFound, "token not found")
 		return
@@ -279,9 +312,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, sc.status, "scenario status")
 		return
 	}
-	if sc.garbage {
+	switch {
+	case sc.garbage:
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `<html><body>502 Bad Gateway</body></html`)
+		return
+	case sc.truncated:
+		human, _ := Payload("demo-human")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(human[:len(human)/2])
+		return
+	case sc.huge:
+		writeHuge(w)
 		return
 	}
 
@@ -314,6 +356,20 @@ func fingerprintID(payload []byte) string {
 		return ""
 	}
 	return string(rest[:j])
+}
+
+// writeHuge streams HugeBodyBytes of a JSON string that never ends, until
+// the client stops reading.
+func writeHuge(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(HugeBodyBytes))
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	copy(chunk, `{"pad": "`)
+	for sent := 0; sent < HugeBodyBytes; sent += len(chunk) {
+		if _, err := w.Write(chunk); err != nil {
+			return
+		}
+	}
 }
 
 // sleep waits d or until the client goes away; it reports whether to go on.

@@ -28,6 +28,8 @@ var documented = map[string]struct{ client, clientID int }{
 	"demo-slow":      {http.StatusOK, http.StatusOK},
 	"demo-error":     {http.StatusServiceUnavailable, http.StatusServiceUnavailable},
 	"demo-garbage":   {http.StatusOK, http.StatusOK},
+	"demo-truncated": {http.StatusOK, http.StatusOK},
+	"demo-huge":      {http.StatusOK, http.StatusOK},
 }
 
 // httpClient bounds every request so that a broken fake fails, not hangs.
@@ -113,8 +115,10 @@ func TestScenarios(t *testing.T) {
 	s := newServer(t)
 	s.SetSlowDelay(time.Millisecond)
 
-	tokens := slices.Sorted(maps.Keys(documented))
-	tokens = append(tokens, "demo-unknown", "some-other-token")
+	tokens := slices.DeleteFunc(slices.Sorted(maps.Keys(documented)), func(t string) bool {
+		return t == "demo-huge" // TestHugeBody reads a bounded part of it
+	})
+	tokens = append(tokens, "demo-unknown", "some-other-token", "demo-human-")
 	for _, token := range tokens {
 		t.Run(token, func(t *testing.T) {
 			want, ok := documented[token]
@@ -129,7 +133,7 @@ func TestScenarios(t *testing.T) {
 			}
 			switch {
 			case got.status != http.StatusOK:
-			case token == "demo-garbage":
+			case token == "demo-garbage" || token == "demo-truncated":
 				if json.Valid(got.body) {
 					t.Errorf("POST %s %q body = %q, want invalid JSON", csidetest.ClientPath, token, got.body)
 				}
@@ -165,7 +169,7 @@ func TestPayloads(t *testing.T) {
 	owner := map[string]string{} // fingerprintId -> token
 	for _, token := range slices.Sorted(maps.Keys(documented)) {
 		payload, ok := csidetest.Payload(token)
-		wantOK := token != "demo-error" && token != "demo-garbage"
+		wantOK := !slices.Contains([]string{"demo-error", "demo-garbage", "demo-truncated", "demo-huge"}, token)
 		if ok != wantOK {
 			t.Errorf("Payload(%q) ok = %v, want %v", token, ok, wantOK)
 		}
@@ -420,5 +424,44 @@ func TestOutage(t *testing.T) {
 	s.SetOutage(0)
 	if got := post(t, s.URL+csidetest.ClientPath, "demo-human"); got.status != http.StatusOK {
 		t.Errorf("POST %s after SetOutage(0) status = %d, want %d", csidetest.ClientPath, got.status, http.StatusOK)
+	}
+}
+
+func TestHugeBody(t *testing.T) {
+	s := newServer(t)
+	resp, err := httpClient.Post(s.URL+csidetest.ClientPath, "text/plain", strings.NewReader("demo-huge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != csidetest.HugeBodyBytes {
+		t.Errorf("demo-huge = %d with Content-Length %d, want 200 and %d", resp.StatusCode, resp.ContentLength, csidetest.HugeBodyBytes)
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<20))
+	if n != 4<<20 || err != nil {
+		t.Errorf("read %d bytes of demo-huge (err %v), want at least 4 MiB streamed", n, err)
+	}
+}
+
+func TestHumanFamily(t *testing.T) {
+	s := newServer(t)
+	human, _ := csidetest.Payload("demo-human")
+	ids := map[string]bool{}
+	for _, token := range []string{"demo-human-1", "demo-human-2", "demo-human-x7"} {
+		payload, ok := csidetest.Payload(token)
+		if !ok || len(payload) != len(human) {
+			t.Fatalf("Payload(%q) = %d bytes, ok %v; want the human payload's size", token, len(payload), ok)
+		}
+		id, _ := decodeID(t, token, payload)
+		if ids[id] || id == "fp_8Zq2kL0vXr7tN4mWb1Yc" {
+			t.Errorf("Payload(%q) fingerprintId = %q: want one of its own", token, id)
+		}
+		ids[id] = true
+		if got := post(t, s.URL+csidetest.ClientIDPath, token); string(got.body) != id {
+			t.Errorf("clientId(%q) = %q, want %q", token, got.body, id)
+		}
+	}
+	if _, ok := csidetest.Payload("demo-human-"); ok {
+		t.Errorf(`Payload("demo-human-") = ok, want an unknown token`)
 	}
 }
