@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/verdict-engine/verdict/csideclient/csidetest"
+	"go.uber.org/goleak"
 )
 
 // TestMain lets a test re-execute this test binary as the real verdict
@@ -28,7 +29,17 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	// Idle keep-alive connections of the tests' own HTTP clients are not
+	// leaks; everything else still running once every server stopped is.
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // logLines collects a server's JSON log lines and announces its address.
