@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -35,14 +36,22 @@ var ErrInvalidCase = errors.New("invalid decision case")
 //	    datapoints: {bot: {result: bad}}
 //	    action: {type: login}
 //	    want: {decision: deny, reasons: [bot_detected]}
+//	  - name: stale data on checkout
+//	    scenario: demo-human
+//	    stale_seconds: 1200           # served stale (cside down), this old
+//	    action: {type: checkout, amount: 10}
+//	    want: {decision: challenge, reasons: [stale_datapoints]}
 type Case struct {
-	Name        string            `json:"name"`
-	Scenario    string            `json:"scenario,omitempty"`
-	Datapoints  json.RawMessage   `json:"datapoints,omitempty"`
-	Upstream    Status            `json:"upstream,omitempty"`
-	Action      map[string]any    `json:"action"`
-	ExternalIDs map[string]string `json:"external_ids,omitempty"`
-	Want        CaseWant          `json:"want"`
+	Name       string          `json:"name"`
+	Scenario   string          `json:"scenario,omitempty"`
+	Datapoints json.RawMessage `json:"datapoints,omitempty"`
+	Upstream   Status          `json:"upstream,omitempty"`
+	// StaleSeconds, with a scenario or datapoints, serves them as stale
+	// data of that age, as the cache does while cside is unavailable.
+	StaleSeconds int               `json:"stale_seconds,omitempty"`
+	Action       map[string]any    `json:"action"`
+	ExternalIDs  map[string]string `json:"external_ids,omitempty"`
+	Want         CaseWant          `json:"want"`
 	// File is the file the case was read from, set by LoadCases.
 	File string `json:"-"`
 }
@@ -130,6 +139,8 @@ func (c *Case) validate() error {
 		return errors.New("exactly one of scenario, datapoints or upstream is required")
 	case c.Upstream != "" && !slices.Contains([]Status{StatusNotFound, StatusUnavailable, StatusRejected}, c.Upstream):
 		return fmt.Errorf("upstream %q must be not_found, unavailable or rejected", c.Upstream)
+	case c.StaleSeconds < 0 || (c.StaleSeconds > 0 && c.Upstream != ""):
+		return errors.New("stale_seconds must be positive and goes with scenario or datapoints")
 	case c.Action == nil:
 		return errors.New("action is required")
 	case !validEffect(c.Want.Decision):
@@ -170,6 +181,12 @@ func (p *PolicySet) RunCase(ctx context.Context, c Case, src Source) (Decision, 
 	dp, err := c.datapoints(ctx, src)
 	if err != nil {
 		return Decision{}, nil, err
+	}
+	if c.StaleSeconds > 0 {
+		if dp.Status != StatusOK {
+			return Decision{}, nil, fmt.Errorf("case %q: stale_seconds needs datapoints, the scenario gave %s", c.Name, dp.Status)
+		}
+		dp.Origin, dp.Age = OriginStale, time.Duration(c.StaleSeconds)*time.Second
 	}
 	d, err := p.Eval(ctx, Request{Token: c.Scenario, Action: c.Action, ExternalIDs: c.ExternalIDs}, dp)
 	if err != nil {

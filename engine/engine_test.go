@@ -299,6 +299,7 @@ func TestLoadCasesRejectsBadFiles(t *testing.T) {
 		{"bad decision", "cases:\n- name: a\n  upstream: not_found\n  action: {type: login}\n  want: {decision: block}\n", "want.decision"},
 		{"no action type", "cases:\n- name: a\n  upstream: not_found\n  action: {amount: 1}\n  want: {decision: allow}\n", "action.type"},
 		{"duplicate name", "cases:\n- name: a\n  upstream: not_found\n  action: {type: login}\n  want: {decision: allow}\n- name: a\n  upstream: not_found\n  action: {type: login}\n  want: {decision: allow}\n", "used twice"},
+		{"stale without datapoints", "cases:\n- name: a\n  upstream: unavailable\n  stale_seconds: 5\n  action: {type: login}\n  want: {decision: allow}\n", "stale_seconds"},
 		{"not yaml", "cases: [\n", "c.yaml"},
 	}
 	for _, tt := range tests {

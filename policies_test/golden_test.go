@@ -17,7 +17,7 @@ import (
 var shippedRules = []string{
 	"bot_detected", "known_bot", "tor_exit", "ip_blocklisted", "anonymizing_proxy",
 	"browser_tampering", "throwaway_email", "new_incognito_visitor", "high_suspect_score",
-	"unknown_fingerprint", "datapoints_unavailable",
+	"unknown_fingerprint", "datapoints_unavailable", "stale_datapoints",
 }
 
 // TestGolden evaluates every case in testdata/*.yaml on the shipped
