@@ -168,7 +168,7 @@ func percentile(rs []result, p float64) time.Duration {
 func maxLatency(rs []result) time.Duration { return percentile(rs, 1) }
 
 // slack is what a latency bound allows beyond the budget: 50 ms, or three
-// times that under the race detector.
+// times that under the race detector (which also triples the p99 bound).
 func slack() time.Duration {
 	if raceEnabled {
 		return 150 * time.Millisecond
@@ -206,10 +206,13 @@ func TestChaosUpstreamDown(t *testing.T) {
 			t.Fatalf("request %d = %+v, want a degraded allow by datapoints_unavailable", i, r.body)
 		}
 	}
-	p99 := percentile(after, 0.99)
+	p99, bound := percentile(after, 0.99), 20*time.Millisecond
+	if raceEnabled {
+		bound *= 3
+	}
 	t.Logf("upstream down, breaker open: p50 %v, p99 %v, max %v over %d requests", percentile(after, 0.5), p99, maxLatency(after), len(after))
-	if p99 >= 20*time.Millisecond {
-		t.Errorf("p99 /decide latency with the breaker open = %v, want below 20ms", p99)
+	if p99 >= bound {
+		t.Errorf("p99 /decide latency with the breaker open = %v, want below %v", p99, bound)
 	}
 }
 
