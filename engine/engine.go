@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,10 +44,24 @@ const (
 // Config configures an Engine.
 type Config struct {
 	// Policies is the policy directory: .rego modules and .json/.yaml data
-	// documents, walked recursively. Required.
+	// documents, walked recursively, and golden cases in testdata/*.yaml.
+	// Required. It must pass Verify to serve, at start and on every reload.
 	Policies fs.FS
 	// Source looks datapoints up. Required.
 	Source Source
+	// CaseSource looks up the scenario tokens of golden cases when a policy
+	// set is verified (a pipeline over the fake cside); nil fails scenario
+	// cases.
+	CaseSource Source
+	// ShadowPolicies, if set, is a second policy directory evaluated for
+	// every decision off the request path, and compared with the live one.
+	ShadowPolicies fs.FS
+	// ShadowQueue bounds the decisions waiting for shadow evaluation; more
+	// are dropped and counted. Zero means DefaultShadowQueue.
+	ShadowQueue int
+	// OnDisagreement, if set, is called (from the shadow goroutine) for
+	// every decision the shadow set made differently.
+	OnDisagreement func(Disagreement)
 }
 
 // Request is one decision request, already validated by the caller.
@@ -91,13 +104,16 @@ type Decision struct {
 	UpstreamErr error
 }
 
-// Engine evaluates decisions. It is safe for concurrent use.
+// Engine evaluates decisions. It is safe for concurrent use. Close it when
+// done if it has shadow policies.
 type Engine struct {
 	source Source
-	set    atomic.Pointer[PolicySet]
+	live   *Slot
+	shadow *shadow
 }
 
-// New compiles cfg.Policies and returns an Engine that serves it.
+// New verifies cfg.Policies (and cfg.ShadowPolicies) and returns an Engine
+// that serves it.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Policies == nil {
 		return nil, errors.New("engine: no policy directory configured")
@@ -105,31 +121,69 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Source == nil {
 		return nil, errors.New("engine: no datapoint source configured")
 	}
-	set, err := Compile(ctx, cfg.Policies)
+	live, err := NewSlot(ctx, cfg.Policies, cfg.CaseSource)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{source: cfg.Source}
-	e.set.Store(set)
+	e := &Engine{source: cfg.Source, live: live}
+	if cfg.ShadowPolicies != nil {
+		slot, err := NewSlot(ctx, cfg.ShadowPolicies, cfg.CaseSource)
+		if err != nil {
+			return nil, fmt.Errorf("shadow policies: %w", err)
+		}
+		e.shadow = newShadow(slot, cmp.Or(cfg.ShadowQueue, DefaultShadowQueue), cfg.OnDisagreement)
+	}
 	return e, nil
 }
 
+// Close stops the shadow evaluation, after the decisions queued for it.
+func (e *Engine) Close() {
+	if e.shadow != nil {
+		e.shadow.close()
+	}
+}
+
 // Policies returns the policy set serving now.
-func (e *Engine) Policies() *PolicySet { return e.set.Load() }
+func (e *Engine) Policies() *PolicySet { return e.live.Current() }
 
 // Revision returns the revision of the policy set serving now.
-func (e *Engine) Revision() string { return e.set.Load().revision }
+func (e *Engine) Revision() string { return e.live.Current().revision }
 
-// Reload compiles fsys and, only if that succeeds, swaps it in atomically:
-// decisions in flight finish on the set they started with. On error the
-// serving set is unchanged.
-func (e *Engine) Reload(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
-	set, err := Compile(ctx, fsys)
-	if err != nil {
-		return nil, err
+// Live returns the live policy slot.
+func (e *Engine) Live() *Slot { return e.live }
+
+// Shadow returns the shadow policy slot, nil without shadow policies.
+func (e *Engine) Shadow() *Slot {
+	if e.shadow == nil {
+		return nil
 	}
-	e.set.Store(set)
-	return set, nil
+	return e.shadow.slot
+}
+
+// ShadowStats reports the shadow evaluation counts; false without shadow
+// policies.
+func (e *Engine) ShadowStats() (ShadowStats, bool) {
+	if e.shadow == nil {
+		return ShadowStats{}, false
+	}
+	return e.shadow.stats(), true
+}
+
+// ReloadReport is the outcome of reloading the live and shadow sets.
+type ReloadReport struct {
+	Live   ReloadResult
+	Shadow *ReloadResult // nil without shadow policies
+}
+
+// Reload reloads the live set and the shadow set, if any, each behind its
+// own gate (see Slot.Reload).
+func (e *Engine) Reload(ctx context.Context) ReloadReport {
+	r := ReloadReport{Live: e.live.Reload(ctx)}
+	if e.shadow != nil {
+		sr := e.shadow.slot.Reload(ctx)
+		r.Shadow = &sr
+	}
+	return r
 }
 
 // Decide looks the token's datapoints up and evaluates the policy set.
@@ -137,8 +191,7 @@ func (e *Engine) Reload(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 // wrap ErrPolicy, or are the context's error.
 func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	dp := e.source.Datapoints(ctx, req.Token)
-	set := e.set.Load()
-	d, err := set.Eval(ctx, req, dp)
+	d, err := e.live.Current().Eval(ctx, req, dp)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -147,6 +200,9 @@ func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 		return Decision{}, fmt.Errorf("engine: decision id: %w", err)
 	}
 	d.ID = id.String()
+	if e.shadow != nil {
+		e.shadow.offer(req, dp, d)
+	}
 	return d, nil
 }
 

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -347,30 +349,51 @@ decision := "deny" if {
 
 func TestReloadSwapsOnlyOnSuccess(t *testing.T) {
 	ctx := context.Background()
-	e, err := engine.New(ctx, engine.Config{Policies: files("p.rego", minimal), Source: realSource(t)})
+	dir := files("p.rego", minimal)
+	e, err := engine.New(ctx, engine.Config{Policies: dir, Source: realSource(t)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	first := e.Revision()
-
-	if _, err := e.Reload(ctx, files("p.rego", "package verdict\n\ndecision := \n")); !errors.Is(err, engine.ErrPolicyLoad) {
-		t.Fatalf("Reload(broken) error = %v, want ErrPolicyLoad", err)
-	}
-	if e.Revision() != first {
-		t.Fatalf("after a failed reload revision = %s, want %s still serving", e.Revision(), first)
-	}
-	if d, err := e.Decide(ctx, engine.Request{Token: "t", Action: map[string]any{"type": "login"}}); err != nil || d.Decision != "allow" {
-		t.Fatalf("Decide after a failed reload = %+v, %v; want the old set's allow", d, err)
-	}
+	req := engine.Request{Token: "t", Action: map[string]any{"type": "login"}}
 
 	denyAll := "package verdict\n\ndecision := \"deny\"\n\nreasons := {{\"code\": \"all\", \"effect\": \"deny\", \"message\": \"m\"}}\n"
-	set, err := e.Reload(ctx, files("p.rego", denyAll))
-	if err != nil {
-		t.Fatalf("Reload(valid) error = %v", err)
+	broken := []struct {
+		name  string
+		files fstest.MapFS
+		want  error
+	}{
+		{"syntax error", files("p.rego", "package verdict\n\ndecision := \n"), engine.ErrPolicyLoad},
+		{"contract break", files("p.rego", "package verdict\n\ndecision := \"maybe\"\n\nreasons := set()\n"), engine.ErrContract},
+		{"failing test", files("p.rego", denyAll, "p_test.rego", "package verdict_test\n\nimport data.verdict\n\ntest_allows if verdict.decision == \"allow\"\n"), engine.ErrTestsFailed},
+		{"failing golden case", files("p.rego", denyAll, "testdata/c.yaml", "cases:\n- name: allow login\n  upstream: not_found\n  action: {type: login}\n  want: {decision: allow}\n"), engine.ErrTestsFailed},
 	}
-	d, err := e.Decide(ctx, engine.Request{Token: "t", Action: map[string]any{"type": "login"}})
-	if err != nil || d.Decision != "deny" || d.Revision != set.Revision() || d.Revision == first {
-		t.Errorf("Decide after reload = %+v, %v; want deny from revision %s", d, err, set.Revision())
+	for _, b := range broken {
+		t.Run(b.name, func(t *testing.T) {
+			clear(dir)
+			maps.Copy(dir, b.files)
+			r := e.Reload(ctx).Live
+			if r.OK || !errors.Is(r.Err, b.want) || r.Revision != first {
+				t.Fatalf("Reload() = %+v, want refused with %v and revision %s still serving", r, b.want, first)
+			}
+			if last := e.Live().LastReload(); last == nil || last.OK || last.Err == nil {
+				t.Errorf("LastReload() = %+v, want the failure kept", last)
+			}
+			if d, err := e.Decide(ctx, req); err != nil || d.Decision != "allow" || d.Revision != first {
+				t.Fatalf("Decide after a refused reload = %+v, %v; want the old set's allow", d, err)
+			}
+		})
+	}
+
+	clear(dir)
+	maps.Copy(dir, files("p.rego", denyAll))
+	r := e.Reload(ctx).Live
+	if !r.OK || r.Revision == first {
+		t.Fatalf("Reload(valid) = %+v, want a new revision", r)
+	}
+	d, err := e.Decide(ctx, req)
+	if err != nil || d.Decision != "deny" || d.Revision != r.Revision {
+		t.Errorf("Decide after reload = %+v, %v; want deny from revision %s", d, err, r.Revision)
 	}
 }
 
@@ -389,4 +412,90 @@ func realSource(t *testing.T) *cache.Cache {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+func TestCheckContract(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy string
+		want   []string // substrings of the problems, in order
+	}{
+		{"shipped shape passes", minimal, nil},
+		{"constant decision outside the contract", "package verdict\n\ndecision := \"block\"\n\nreasons := set()\n", []string{"p.rego:3: decision \"block\" is not one of"}},
+		{"else branch outside the contract", "package verdict\n\ndecision := \"deny\" if input.x else := \"maybe\"\n\nreasons := set()\n", []string{"decision \"maybe\""}},
+		{"decision as a set", "package verdict\n\ndecision contains \"allow\"\n\nreasons := set()\n", []string{"complete rule"}},
+		{"reason without message", "package verdict\n\ndecision := \"allow\"\n\nreasons contains {\"code\": \"c\", \"effect\": \"deny\"} if input.x\n", []string{`p.rego:5: reason has no "message" field`}},
+		{"reason with a bad effect", "package verdict\n\ndecision := \"allow\"\n\nreasons contains {\"code\": \"c\", \"effect\": \"block\", \"message\": \"m\"} if input.x\n", []string{"reason effect \"block\""}},
+		{"reason not an object", "package verdict\n\ndecision := \"allow\"\n\nreasons contains \"bot\" if input.x\n", []string{"must be an object"}},
+		{"reasons not a set", "package verdict\n\ndecision := \"allow\"\n\nreasons := [1]\n", []string{"reasons must be a set"}},
+		{"no decision", "package verdict\n\nreasons := set()\n", []string{"data.verdict.decision is not defined"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			problems, err := engine.CheckContract(files("p.rego", tt.policy))
+			if err != nil {
+				t.Fatalf("CheckContract: %v", err)
+			}
+			if len(problems) != len(tt.want) {
+				t.Fatalf("CheckContract() = %v, want %d problems", problems, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(problems[i].String(), w) {
+					t.Errorf("problem %d = %q, want it to contain %q", i, problems[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckFormat(t *testing.T) {
+	problems, err := engine.CheckFormat(files("ok.rego", minimal, "bad.rego", "package verdict\n\ndecision:=\"allow\"\nreasons := set()\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 1 || problems[0].File != "bad.rego" || problems[0].Row != 3 {
+		t.Errorf("CheckFormat() = %v, want bad.rego:3 only", problems)
+	}
+}
+
+func TestShadow(t *testing.T) {
+	ctx := context.Background()
+	// Live denies checkouts, shadow challenges them; both allow the rest.
+	policy := func(checkout string) fstest.MapFS {
+		return files("p.rego", fmt.Sprintf(`package verdict
+
+default decision := "allow"
+
+decision := %q if input.action.type == "checkout"
+
+reasons contains {"code": "checkout", "effect": %q, "message": "m"} if input.action.type == "checkout"
+`, checkout, checkout))
+	}
+	var mu sync.Mutex
+	var disagreements []engine.Disagreement
+	e, err := engine.New(ctx, engine.Config{
+		Policies: policy("deny"), ShadowPolicies: policy("challenge"), Source: realSource(t),
+		OnDisagreement: func(d engine.Disagreement) { mu.Lock(); disagreements = append(disagreements, d); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mix := map[string]int{"checkout": 7, "login": 5, "signup": 3}
+	for action, n := range mix {
+		for range n {
+			if _, err := e.Decide(ctx, engine.Request{Token: "demo-unknown", Action: map[string]any{"type": action}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.Close() // drains the queue
+	st, ok := e.ShadowStats()
+	if !ok || st.Total != 15 || st.Agreed != 8 || st.Dropped != 0 || st.Errors != 0 ||
+		st.Matrix["deny"]["challenge"] != 7 || st.Matrix["allow"]["allow"] != 8 {
+		t.Errorf("ShadowStats() = %+v, want 15 total, 8 agreed, deny×challenge 7, allow×allow 8", st)
+	}
+	if len(disagreements) != 7 || disagreements[0].Live != "deny" || disagreements[0].Shadow != "challenge" ||
+		disagreements[0].LiveRevision == disagreements[0].ShadowRevision || disagreements[0].DecisionID == "" {
+		t.Errorf("disagreements = %+v, want 7 deny/challenge with both revisions and the decision ID", disagreements)
+	}
 }

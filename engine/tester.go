@@ -2,48 +2,202 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/tester"
 )
+
+// ErrTestsFailed is wrapped when a policy set's own tests or golden cases
+// fail, or its coverage is below the threshold asked for.
+var ErrTestsFailed = errors.New("policy tests failed")
 
 // TestResult is the outcome of one Rego test rule (test_*), as OPA's own
 // tester reports it.
 type TestResult = tester.Result
 
-// RunTests runs every Rego unit test in the policy directory fsys with OPA's
-// tester, loading files exactly as Compile does. filter, when not empty, is
-// a regular expression selecting tests by package-qualified name. Results
-// are sorted by file and line. A load or compile error is returned wrapping
-// ErrPolicyLoad; failed tests are reported in the results, not as an error.
-func RunTests(ctx context.Context, fsys fs.FS, filter string) ([]*TestResult, error) {
+// CaseResult is the outcome of one golden decision case.
+type CaseResult struct {
+	Case     Case
+	Decision Decision
+	// Diffs says how the decision differs from the case's expectation;
+	// empty when it passes.
+	Diffs []string
+	// Err is set when the case could not be evaluated.
+	Err error
+}
+
+// Pass reports whether the case passed.
+func (r CaseResult) Pass() bool { return r.Err == nil && len(r.Diffs) == 0 }
+
+// SuiteOptions says what RunSuite runs.
+type SuiteOptions struct {
+	// Run, when set, is a regular expression selecting Rego tests (by
+	// package-qualified name) and golden cases (by name).
+	Run string
+	// Coverage computes line coverage of the non-test modules.
+	Coverage bool
+	// CaseSource looks up the tokens of scenario cases; nil fails them.
+	CaseSource Source
+}
+
+// Suite is the outcome of a policy set's Rego tests and golden cases.
+type Suite struct {
+	Tests []*TestResult
+	Cases []CaseResult
+	// Coverage is set when SuiteOptions.Coverage was; test files excluded.
+	Coverage *cover.Report
+}
+
+// Passed and Failed count tests and cases together.
+func (s *Suite) Passed() int { return len(s.Tests) + len(s.Cases) - s.Failed() }
+
+// Failed counts failed or erroring tests and cases (skipped tests are not
+// failures).
+func (s *Suite) Failed() int {
+	n := 0
+	for _, t := range s.Tests {
+		if t.Fail || t.Error != nil {
+			n++
+		}
+	}
+	for _, c := range s.Cases {
+		if !c.Pass() {
+			n++
+		}
+	}
+	return n
+}
+
+// RunSuite runs every Rego unit test of the policy directory fsys with OPA's
+// tester, and every golden case in its testdata/*.yaml on the compiled set.
+// Files load exactly as Compile loads them. Results are sorted by file and
+// line (tests) and in file order (cases). A load, compile or case-file error
+// is returned as an error; failed tests and cases are reported in the Suite.
+func RunSuite(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*Suite, error) {
+	var filter *regexp.Regexp
+	if opts.Run != "" {
+		var err error
+		if filter, err = regexp.Compile(opts.Run); err != nil {
+			return nil, fmt.Errorf("test filter %q: %w", opts.Run, err)
+		}
+	}
 	l, err := load(fsys)
 	if err != nil {
 		return nil, err
 	}
-	ch, err := tester.NewRunner().
+	runner := tester.NewRunner().
 		SetDefaultRegoVersion(ast.RegoV1).
 		SetStore(l.store).
 		SetModules(l.modules).
 		CapturePrintOutput(true).
-		Filter(filter).
-		RunTests(ctx, nil)
+		Filter(opts.Run)
+	var coverage *cover.Cover
+	if opts.Coverage {
+		coverage = cover.New()
+		runner.SetCoverageQueryTracer(coverage)
+	}
+	ch, err := runner.RunTests(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: preparing tests: %w", ErrPolicyLoad, err)
 	}
-	var results []*TestResult
+	suite := &Suite{}
 	for r := range ch {
-		results = append(results, r)
+		suite.Tests = append(suite.Tests, r)
 	}
-	slices.SortFunc(results, func(a, b *TestResult) int {
+	slices.SortFunc(suite.Tests, func(a, b *TestResult) int {
 		if c := strings.Compare(a.Location.File, b.Location.File); c != 0 {
 			return c
 		}
 		return a.Location.Row - b.Location.Row
 	})
-	return results, nil
+	if coverage != nil {
+		report := coverage.Report(nonTestModules(l.modules))
+		suite.Coverage = &report
+	}
+
+	cases, err := LoadCases(fsys, "testdata")
+	if err != nil {
+		return nil, err
+	}
+	if len(cases) == 0 {
+		return suite, nil
+	}
+	set, err := Compile(ctx, fsys)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cases {
+		if filter != nil && !filter.MatchString(c.Name) {
+			continue
+		}
+		d, diffs, err := set.RunCase(ctx, c, opts.CaseSource)
+		suite.Cases = append(suite.Cases, CaseResult{Case: c, Decision: d, Diffs: diffs, Err: err})
+	}
+	return suite, nil
+}
+
+func nonTestModules(modules map[string]*ast.Module) map[string]*ast.Module {
+	out := map[string]*ast.Module{}
+	for name, m := range modules {
+		if !strings.HasSuffix(name, "_test.rego") {
+			out[name] = m
+		}
+	}
+	return out
+}
+
+// Verify is the gate a policy set passes before it serves: it compiles in
+// strict mode, checks the output contract, and runs the set's own Rego tests
+// and golden cases (scenarios through caseSource). It returns the compiled
+// set only if all of that passes; otherwise an error wrapping ErrPolicyLoad,
+// ErrContract or ErrTestsFailed that says what failed.
+func Verify(ctx context.Context, fsys fs.FS, caseSource Source) (*PolicySet, error) {
+	problems, err := CheckContract(fsys)
+	if err != nil {
+		return nil, err
+	}
+	if err := contractErr(problems); err != nil {
+		return nil, err
+	}
+	set, err := Compile(ctx, fsys)
+	if err != nil {
+		return nil, err
+	}
+	suite, err := RunSuite(ctx, fsys, SuiteOptions{CaseSource: caseSource})
+	if err != nil {
+		return nil, err
+	}
+	if n := suite.Failed(); n > 0 {
+		return nil, fmt.Errorf("%w: %d of %d failed: %s", ErrTestsFailed, n, len(suite.Tests)+len(suite.Cases), strings.Join(suite.failures(3), "; "))
+	}
+	return set, nil
+}
+
+// failures describes up to n failures.
+func (s *Suite) failures(n int) []string {
+	var out []string
+	for _, t := range s.Tests {
+		if t.Fail || t.Error != nil {
+			out = append(out, fmt.Sprintf("%s:%d: %s.%s", t.Location.File, t.Location.Row, t.Package, t.Name))
+		}
+	}
+	for _, c := range s.Cases {
+		switch {
+		case c.Err != nil:
+			out = append(out, fmt.Sprintf("%s: case %q: %v", c.Case.File, c.Case.Name, c.Err))
+		case len(c.Diffs) > 0:
+			out = append(out, fmt.Sprintf("%s: case %q: %s", c.Case.File, c.Case.Name, strings.Join(c.Diffs, ", ")))
+		}
+	}
+	if len(out) > n {
+		out = append(out[:n], fmt.Sprintf("and %d more", len(out)-n))
+	}
+	return out
 }

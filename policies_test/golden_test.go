@@ -20,7 +20,7 @@ var shippedRules = []string{
 	"unknown_fingerprint", "datapoints_unavailable", "stale_datapoints",
 }
 
-// TestGolden evaluates every case in testdata/*.yaml on the shipped
+// TestGolden evaluates every case in policies/testdata/*.yaml on the shipped
 // policies. Scenario cases go through the real pipeline: a fake cside, the
 // cside client and the cache, fresh for each case so that one case's
 // failures cannot trip the breaker for the next.
@@ -30,7 +30,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
 	}
-	cases, err := engine.LoadCases(os.DirFS("."), "testdata")
+	cases, err := engine.LoadCases(os.DirFS("../policies"), "testdata")
 	if err != nil {
 		t.Fatalf("LoadCases: %v", err)
 	}

@@ -11,10 +11,11 @@ import (
 // TestRego runs every Rego unit test of the shipped policy set through OPA's
 // tester, each as a subtest, and fails on any failure or error.
 func TestRego(t *testing.T) {
-	results, err := engine.RunTests(context.Background(), policies.FS(), "")
+	suite, err := engine.RunSuite(context.Background(), policies.FS(), engine.SuiteOptions{})
 	if err != nil {
-		t.Fatalf("RunTests: %v", err)
+		t.Fatalf("RunSuite: %v", err)
 	}
+	results := suite.Tests
 	if len(results) < 40 {
 		t.Errorf("found %d Rego tests, want at least 40: are test files loaded?", len(results))
 	}
