@@ -409,14 +409,16 @@ func TestNotReady(t *testing.T) {
 }
 
 func TestPolicyError(t *testing.T) {
-	broken := fstest.MapFS{"p.rego": {Data: []byte("package verdict\n\ndecision := \"maybe\"\n\nreasons := set()\n")}}
+	// Passes the load-time contract check (the decision is computed), breaks
+	// the contract at evaluation.
+	broken := fstest.MapFS{"p.rego": {Data: []byte("package verdict\n\ndecision := input.action.type\n\nreasons := set()\n")}}
 	s := newStack(t, broken)
 	rec := s.do(http.MethodPost, "/decide", "application/json", `{"token": "demo-human", "action": {"type": "login"}}`)
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("POST /decide = %d %s, want 500", rec.Code, rec.Body)
 	}
 	got := decode[errorResponse](t, rec)
-	if got.Error.Code != "policy_error" || !strings.Contains(got.Error.Message, "maybe") {
+	if got.Error.Code != "policy_error" || !strings.Contains(got.Error.Message, "login") {
 		t.Errorf("error = %+v, want policy_error naming the bad value", got.Error)
 	}
 	if !strings.Contains(s.logs.String(), "decision failed") || strings.Contains(s.logs.String(), "demo-human") {

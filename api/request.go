@@ -33,7 +33,7 @@ type apiError struct {
 	message string
 }
 
-func (e *apiError) Error() string { return e.code + ": " + e.message }
+func (e *apiError) Error() string { return e.message }
 
 func invalidRequest(format string, args ...any) *apiError {
 	return &apiError{http.StatusBadRequest, "invalid_request", fmt.Sprintf(format, args...)}
@@ -146,6 +146,15 @@ func parseIdentify(fields map[string]json.RawMessage) (string, error) {
 	}
 	return parseToken(fields)
 }
+
+// ParseAction validates an action object as /decide does (an object with a
+// type matching ^[a-z][a-z0-9_.-]{0,63}$; numbers kept exact) for offline
+// tools.
+func ParseAction(raw []byte) (map[string]any, error) { return parseAction(raw) }
+
+// ParseExternalIDs validates external IDs as /decide does: null or an object
+// of strings.
+func ParseExternalIDs(raw []byte) (map[string]string, error) { return parseExternalIDs(raw) }
 
 func parseAction(raw json.RawMessage) (map[string]any, error) {
 	if isNull(raw) {

@@ -42,6 +42,9 @@ type Config struct {
 	// ("closed", "half-open", "open") for GET /healthz. It never affects
 	// readiness: an upstream outage must not take every replica out at once.
 	BreakerState func() string
+	// Admin, if set, serves /admin/policies, /admin/policies/reload and
+	// /admin/shadow.
+	Admin Admin
 }
 
 type server struct {
@@ -69,6 +72,9 @@ func New(cfg Config, d Decider) http.Handler {
 	r.POST("/identify", s.identify)
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
+	if cfg.Admin != nil {
+		s.adminRoutes(r)
+	}
 	r.NoRoute(func(c *gin.Context) {
 		writeError(c, &apiError{http.StatusNotFound, "not_found",
 			fmt.Sprintf("no route for %s %s", c.Request.Method, c.Request.URL.Path)})
@@ -95,28 +101,49 @@ func TokenHash(token string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
+// DecideResponse is the body of a 200 answer to POST /decide; offline tools
+// (verdict eval) print the same.
+type DecideResponse struct {
+	DecisionID    string          `json:"decision_id"`
+	Decision      string          `json:"decision"`
+	Reasons       []engine.Reason `json:"reasons"`
+	FingerprintID *string         `json:"fingerprint_id"`
+	Datapoints    DatapointsInfo  `json:"datapoints"`
+	Policy        PolicyInfo      `json:"policy"`
+	Degraded      bool            `json:"degraded"`
+	ElapsedMS     float64         `json:"elapsed_ms"`
+}
+
+// DatapointsInfo says what the policy saw of cside.
+type DatapointsInfo struct {
+	Status engine.Status `json:"status"`
+	Source engine.Origin `json:"source"`
+}
+
+// PolicyInfo names the policy set that decided.
+type PolicyInfo struct {
+	Revision string `json:"revision"`
+}
+
+// NewDecideResponse renders a decision made in elapsed.
+func NewDecideResponse(d engine.Decision, elapsed time.Duration) DecideResponse {
+	return DecideResponse{
+		DecisionID:    d.ID,
+		Decision:      d.Decision,
+		Reasons:       d.Reasons,
+		FingerprintID: optional(d.FingerprintID),
+		Datapoints:    DatapointsInfo{Status: d.Status, Source: d.Origin},
+		Policy:        PolicyInfo{Revision: d.Revision},
+		Degraded:      d.Degraded,
+		ElapsedMS:     math.Round(float64(elapsed.Microseconds())) / 1000,
+	}
+}
+
 // Response bodies of the HTTP contract.
 type (
-	decideResponse struct {
-		DecisionID    string          `json:"decision_id"`
-		Decision      string          `json:"decision"`
-		Reasons       []engine.Reason `json:"reasons"`
-		FingerprintID *string         `json:"fingerprint_id"`
-		Datapoints    datapointsInfo  `json:"datapoints"`
-		Policy        policyInfo      `json:"policy"`
-		Degraded      bool            `json:"degraded"`
-		ElapsedMS     float64         `json:"elapsed_ms"`
-	}
 	identifyResponse struct {
 		FingerprintID *string        `json:"fingerprint_id"`
-		Datapoints    datapointsInfo `json:"datapoints"`
-	}
-	datapointsInfo struct {
-		Status engine.Status `json:"status"`
-		Source engine.Origin `json:"source"`
-	}
-	policyInfo struct {
-		Revision string `json:"revision"`
+		Datapoints    DatapointsInfo `json:"datapoints"`
 	}
 	errorBody struct {
 		Error errorDetail `json:"error"`
@@ -166,16 +193,7 @@ func (s *server) decide(c *gin.Context) {
 			slog.String("decision_id", d.ID), slog.String("token_hash", TokenHash(req.Token)),
 			slog.String("status", string(d.Status)), slog.Any("error", d.UpstreamErr))
 	}
-	c.JSON(http.StatusOK, decideResponse{
-		DecisionID:    d.ID,
-		Decision:      d.Decision,
-		Reasons:       d.Reasons,
-		FingerprintID: optional(d.FingerprintID),
-		Datapoints:    datapointsInfo{Status: d.Status, Source: d.Origin},
-		Policy:        policyInfo{Revision: d.Revision},
-		Degraded:      d.Degraded,
-		ElapsedMS:     math.Round(float64(time.Since(start).Microseconds())) / 1000,
-	})
+	c.JSON(http.StatusOK, NewDecideResponse(d, time.Since(start)))
 }
 
 func (s *server) identify(c *gin.Context) {
@@ -195,7 +213,7 @@ func (s *server) identify(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, identifyResponse{
 		FingerprintID: optional(id.FingerprintID),
-		Datapoints:    datapointsInfo{Status: id.Status, Source: id.Origin},
+		Datapoints:    DatapointsInfo{Status: id.Status, Source: id.Origin},
 	})
 }
 
@@ -212,7 +230,7 @@ func (s *server) readyz(c *gin.Context) {
 		writeError(c, errNotReady)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready", "policy": policyInfo{Revision: s.decider.Revision()}})
+	c.JSON(http.StatusOK, gin.H{"status": "ready", "policy": PolicyInfo{Revision: s.decider.Revision()}})
 }
 
 func (s *server) recovered(c *gin.Context, v any) {

@@ -118,8 +118,7 @@ func RunSuite(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*Suite, error
 		return a.Location.Row - b.Location.Row
 	})
 	if coverage != nil {
-		report := coverage.Report(nonTestModules(l.modules))
-		suite.Coverage = &report
+		suite.Coverage = policyCoverage(coverage.Report(l.modules))
 	}
 
 	cases, err := LoadCases(fsys, "testdata")
@@ -143,12 +142,20 @@ func RunSuite(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*Suite, error
 	return suite, nil
 }
 
-func nonTestModules(modules map[string]*ast.Module) map[string]*ast.Module {
-	out := map[string]*ast.Module{}
-	for name, m := range modules {
-		if !strings.HasSuffix(name, "_test.rego") {
-			out[name] = m
+// policyCoverage drops the test files from a coverage report and
+// recomputes the total over the policy files alone.
+func policyCoverage(r cover.Report) *cover.Report {
+	out := &cover.Report{Files: map[string]*cover.FileReport{}}
+	for name, f := range r.Files {
+		if strings.HasSuffix(name, "_test.rego") {
+			continue
 		}
+		out.Files[name] = f
+		out.CoveredLines += f.CoveredLines
+		out.NotCoveredLines += f.NotCoveredLines
+	}
+	if total := out.CoveredLines + out.NotCoveredLines; total > 0 {
+		out.Coverage = 100 * float64(out.CoveredLines) / float64(total)
 	}
 	return out
 }

@@ -23,13 +23,18 @@ func main() {
 }
 
 // exitCode maps run's error to the process exit code: 0 ok, 2 bad usage
-// (flags, environment, arguments), 1 anything else.
+// (flags, environment, arguments), 3 policies that do not compile or break
+// the output contract, 4 failed policy tests, 1 anything else.
 func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errPolicyInvalid):
+		return 3
+	case errors.Is(err, errTestsFailed):
+		return 4
 	default:
 		return 1
 	}

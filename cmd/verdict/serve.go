@@ -6,11 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/verdict-engine/verdict/api"
@@ -35,6 +36,7 @@ const (
 type serveConfig struct {
 	addr            listenAddr
 	policies        string
+	shadowPolicies  string
 	csideURL        baseURL
 	clientPath      urlPath
 	clientIDPath    urlPath
@@ -82,7 +84,8 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Var(&cfg.addr, "addr", "listen address")
-	fs.StringVar(&cfg.policies, "policies", "", "policy directory (default: the policies embedded in the binary)")
+	fs.StringVar(&cfg.policies, "policies", "", "policy directory, watched and hot-reloaded (default: the policies embedded in the binary)")
+	fs.StringVar(&cfg.shadowPolicies, "shadow-policies", "", "a second policy directory evaluated in shadow on every decision, watched and hot-reloaded")
 	fs.Var(&cfg.csideURL, "cside-url", "cside API base URL")
 	fs.Var(&cfg.clientPath, "cside-client-path", "cside datapoints endpoint path")
 	fs.Var(&cfg.clientIDPath, "cside-clientid-path", "cside fingerprint ID endpoint path")
@@ -121,9 +124,12 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	if cfg.demo && cliOrEnv["cside-url"] {
 		return cfg, fmt.Errorf("%w: -demo and -cside-url exclude each other: -demo serves its own fake cside", errUsage)
 	}
-	if cfg.policies != "" {
-		if st, err := os.Stat(cfg.policies); err != nil || !st.IsDir() {
-			return cfg, fmt.Errorf("%w: -policies %q: not a readable directory", errUsage, cfg.policies)
+	for _, d := range []struct{ flag, dir string }{{"policies", cfg.policies}, {"shadow-policies", cfg.shadowPolicies}} {
+		if d.dir == "" {
+			continue
+		}
+		if st, err := os.Stat(d.dir); err != nil || !st.IsDir() {
+			return cfg, fmt.Errorf("%w: -%s %q: not a readable directory", errUsage, d.flag, d.dir)
 		}
 	}
 	return cfg, nil
@@ -136,6 +142,51 @@ func staleGrace(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// watchPolicies reloads the policy sets on SIGHUP (both) and when their
+// directories change (each its own), until ctx ends; every outcome is
+// logged.
+func watchPolicies(ctx context.Context, log *slog.Logger, eng *engine.Engine, cfg serveConfig) error {
+	logResult := func(set, trigger string, r engine.ReloadResult) {
+		if r.OK {
+			log.Info("policies reloaded", "set", set, "trigger", trigger, "revision", r.Revision)
+			return
+		}
+		log.Error("policy reload refused; the previous set keeps serving", "set", set, "trigger", trigger,
+			"revision", r.Revision, "error", r.Err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				report := eng.Reload(ctx)
+				logResult("live", "SIGHUP", report.Live)
+				if report.Shadow != nil {
+					logResult("shadow", "SIGHUP", *report.Shadow)
+				}
+			}
+		}
+	}()
+	onError := func(err error) { log.Warn("watching policies", "error", err) }
+	if cfg.policies != "" {
+		err := engine.Watch(ctx, cfg.policies, 0, func() { logResult("live", "file change", eng.Live().Reload(ctx)) }, onError)
+		if err != nil {
+			return err
+		}
+	}
+	if cfg.shadowPolicies != "" {
+		err := engine.Watch(ctx, cfg.shadowPolicies, 0, func() { logResult("shadow", "file change", eng.Shadow().Reload(ctx)) }, onError)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // serve runs the decision service until ctx ends, then shuts down
@@ -192,14 +243,39 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer datapoints.Close()
 
-	var policyFS fs.FS = policies.FS()
+	// Golden cases of a policy set are verified against the fake cside,
+	// before the set serves and on every reload.
+	caseSource, closeCases, err := casePipeline()
+	if err != nil {
+		return err
+	}
+	defer closeCases()
+
+	engCfg := engine.Config{
+		Policies:   policies.FS(),
+		Source:     datapoints,
+		CaseSource: caseSource,
+		OnDisagreement: func(d engine.Disagreement) {
+			log.Info("shadow policies disagree",
+				"decision_id", d.DecisionID, "live", d.Live, "shadow", d.Shadow,
+				"live_reasons", d.LiveReasons, "shadow_reasons", d.ShadowReasons,
+				"live_revision", d.LiveRevision, "shadow_revision", d.ShadowRevision)
+		},
+	}
 	policySource := "embedded"
 	if cfg.policies != "" {
-		policyFS, policySource = os.DirFS(cfg.policies), cfg.policies
+		engCfg.Policies, policySource = os.DirFS(cfg.policies), cfg.policies
 	}
-	eng, err := engine.New(ctx, engine.Config{Policies: policyFS, Source: datapoints})
+	if cfg.shadowPolicies != "" {
+		engCfg.ShadowPolicies = os.DirFS(cfg.shadowPolicies)
+	}
+	eng, err := engine.New(ctx, engCfg)
 	if err != nil {
-		return fmt.Errorf("loading policies from %s: %w", policySource, err)
+		return policyErr(fmt.Errorf("loading policies from %s: %w", policySource, err))
+	}
+	defer eng.Close()
+	if err := watchPolicies(ctx, log, eng, cfg); err != nil {
+		return err
 	}
 
 	ln, err := net.Listen("tcp", string(cfg.addr))
@@ -207,7 +283,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return fmt.Errorf("-addr %s: %w", cfg.addr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Config{Logger: log, BreakerState: client.BreakerState}, eng),
+		Handler:           api.New(api.Config{Logger: log, BreakerState: client.BreakerState, Admin: eng}, eng),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -220,6 +296,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		"version", buildVersion(),
 		"policies", policySource,
 		"revision", eng.Revision(),
+		"shadow_policies", cfg.shadowPolicies,
 		"cside_url", string(cfg.csideURL),
 		"cside_header", cfg.csideHeader.String())
 
