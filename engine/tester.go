@@ -12,6 +12,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // ErrTestsFailed is wrapped when a policy set's own tests or golden cases
@@ -111,6 +112,9 @@ func RunSuite(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*Suite, error
 	for r := range ch {
 		suite.Tests = append(suite.Tests, r)
 	}
+	if err := locateFailures(ctx, l, suite.Tests); err != nil {
+		return nil, err
+	}
 	slices.SortFunc(suite.Tests, func(a, b *TestResult) int {
 		if c := strings.Compare(a.Location.File, b.Location.File); c != 0 {
 			return c
@@ -140,6 +144,52 @@ func RunSuite(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*Suite, error
 		suite.Cases = append(suite.Cases, CaseResult{Case: c, Decision: d, Diffs: diffs, Err: err})
 	}
 	return suite, nil
+}
+
+// locateFailures runs the failed tests again with tracing, which is too
+// slow for every run, and sets FailedAt to the expression that failed, the
+// way `opa test` finds its failure line.
+func locateFailures(ctx context.Context, l *loaded, tests []*TestResult) error {
+	byName := map[string]*TestResult{}
+	var names []string
+	for _, t := range tests {
+		if t.Fail {
+			name := t.Package + "." + t.Name
+			byName[name] = t
+			names = append(names, regexp.QuoteMeta(name))
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	ch, err := tester.NewRunner().
+		SetDefaultRegoVersion(ast.RegoV1).
+		SetStore(l.store).
+		SetModules(l.modules).
+		EnableTracing(true).
+		Filter("^("+strings.Join(names, "|")+")$").
+		RunTests(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%w: tracing failed tests: %w", ErrPolicyLoad, err)
+	}
+	for r := range ch {
+		t, ok := byName[r.Package+"."+r.Name]
+		if !ok {
+			continue
+		}
+		for _, e := range slices.Backward(r.Trace) {
+			expr, isExpr := e.Node.(*ast.Expr)
+			if e.Op != topdown.FailOp || e.Location == nil || e.QueryID == 0 || !isExpr {
+				continue
+			}
+			if _, isEvery := expr.Terms.(*ast.Every); isEvery {
+				continue // the failing expression inside the every body comes later
+			}
+			t.FailedAt = expr
+			break
+		}
+	}
+	return nil
 }
 
 // policyCoverage drops the test files from a coverage report and

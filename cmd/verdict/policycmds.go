@@ -220,7 +220,10 @@ func checkCmd(args []string, stdout, stderr io.Writer) error {
 	problems, err := engine.CheckContract(fsys)
 	if err != nil {
 		fmt.Fprintln(stdout, err)
-		return policyErr(err)
+		if errors.Is(err, engine.ErrPolicyLoad) {
+			return fmt.Errorf("%w: %s does not compile", errPolicyInvalid, dir)
+		}
+		return err
 	}
 	unformatted, err := engine.CheckFormat(fsys)
 	if err != nil {
@@ -228,7 +231,7 @@ func checkCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	if _, err := engine.LoadCases(fsys, "testdata"); err != nil {
 		fmt.Fprintln(stdout, err)
-		return policyErr(err)
+		return fmt.Errorf("%w: %s has invalid golden cases", errPolicyInvalid, dir)
 	}
 	problems = append(problems, unformatted...)
 	for _, p := range problems {

@@ -1,0 +1,5 @@
+package verdict
+
+decision := "block" if input.x
+
+reasons contains {"code": "x", "effect": "reject"} if input.x

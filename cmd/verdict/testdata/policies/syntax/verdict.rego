@@ -1,0 +1,7 @@
+package verdict
+
+decision := "allow" if {
+	input.x ==
+}
+
+reasons := set()

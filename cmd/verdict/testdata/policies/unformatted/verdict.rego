@@ -1,0 +1,3 @@
+package verdict
+default decision:="allow"
+reasons := set()
