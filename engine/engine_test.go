@@ -499,3 +499,38 @@ reasons contains {"code": "checkout", "effect": %q, "message": "m"} if input.act
 		t.Errorf("disagreements = %+v, want 7 deny/challenge with both revisions and the decision ID", disagreements)
 	}
 }
+
+func TestShadowDropsWhenQueueFullWithoutBlocking(t *testing.T) {
+	ctx := context.Background()
+	policy := func(effect string) fstest.MapFS {
+		return files("p.rego", fmt.Sprintf("package verdict\n\ndecision := %q\n\nreasons := set()\n", effect))
+	}
+	block := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	e, err := engine.New(ctx, engine.Config{
+		Policies: policy("allow"), ShadowPolicies: policy("deny"), ShadowQueue: 1, Source: realSource(t),
+		OnDisagreement: func(engine.Disagreement) { entered <- struct{}{}; <-block },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := engine.Request{Token: "demo-unknown", Action: map[string]any{"type": "login"}}
+	decide := func() {
+		t.Helper()
+		if _, err := e.Decide(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decide()
+	<-entered // the shadow evaluator is busy with the first decision
+	decide()  // waits in the queue
+	for range 3 {
+		decide() // the queue is full: dropped, and Decide does not wait
+	}
+	close(block)
+	e.Close()
+	st, _ := e.ShadowStats()
+	if st.Total != 2 || st.Dropped != 3 || st.Matrix["allow"]["deny"] != 2 {
+		t.Errorf("ShadowStats() = %+v, want 2 evaluated and 3 dropped", st)
+	}
+}
