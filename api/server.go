@@ -6,8 +6,6 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/verdict-engine/verdict/engine"
+	"github.com/verdict-engine/verdict/engine/decisionlog"
 )
 
 // Decider makes decisions; *engine.Engine implements it.
@@ -42,6 +41,12 @@ type Config struct {
 	// ("closed", "half-open", "open") for GET /healthz. It never affects
 	// readiness: an upstream outage must not take every replica out at once.
 	BreakerState func() string
+	// Metrics, if set, is served at GET /metrics and records every decision.
+	Metrics *Metrics
+	// DecisionLog, if set, receives every decision (*decisionlog.Logger).
+	DecisionLog interface{ Log(decisionlog.Record) }
+	// NoAccessLog turns off the one-line-per-request access log.
+	NoAccessLog bool
 	// Admin, if set, serves /admin/policies, /admin/policies/reload and
 	// /admin/shadow.
 	Admin Admin
@@ -67,6 +72,10 @@ func New(cfg Config, d Decider) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	r.Use(requestID)
+	if !cfg.NoAccessLog {
+		r.Use(s.accessLog)
+	}
 	r.Use(gin.CustomRecovery(s.recovered))
 	r.POST("/decide", s.decide)
 	r.POST("/identify", s.identify)
@@ -74,6 +83,9 @@ func New(cfg Config, d Decider) http.Handler {
 	r.GET("/readyz", s.readyz)
 	if cfg.Admin != nil {
 		s.adminRoutes(r)
+	}
+	if cfg.Metrics != nil {
+		r.GET("/metrics", gin.WrapH(cfg.Metrics.Handler()))
 	}
 	r.NoRoute(func(c *gin.Context) {
 		writeError(c, &apiError{http.StatusNotFound, "not_found",
@@ -95,11 +107,8 @@ func New(cfg Config, d Decider) http.Handler {
 }
 
 // TokenHash is how logs identify a session token: the first 12 hex digits
-// of its SHA-256.
-func TokenHash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:6])
-}
+// of its SHA-256, as in the decision log.
+func TokenHash(token string) string { return decisionlog.Hash(token) }
 
 // DecideResponse is the body of a 200 answer to POST /decide; offline tools
 // (verdict eval) print the same.
@@ -193,7 +202,14 @@ func (s *server) decide(c *gin.Context) {
 			slog.String("decision_id", d.ID), slog.String("token_hash", TokenHash(req.Token)),
 			slog.String("status", string(d.Status)), slog.Any("error", d.UpstreamErr))
 	}
-	c.JSON(http.StatusOK, NewDecideResponse(d, time.Since(start)))
+	elapsed := time.Since(start)
+	actionType, _ := req.Action["type"].(string)
+	s.cfg.Metrics.observeDecision(d, actionType, elapsed)
+	if s.cfg.DecisionLog != nil {
+		s.cfg.DecisionLog.Log(decisionlog.Record{Decision: d, Request: req,
+			RequestID: RequestID(c.Request.Context()), At: start, Elapsed: elapsed})
+	}
+	c.JSON(http.StatusOK, NewDecideResponse(d, elapsed))
 }
 
 func (s *server) identify(c *gin.Context) {

@@ -138,6 +138,7 @@ func New(cfg Config, f Fetcher) (*Cache, error) {
 		NumCounters: max(10*cfg.MaxCostBytes/expectedEntryBytes, 10_000),
 		MaxCost:     cfg.MaxCostBytes,
 		BufferItems: 64,
+		Metrics:     true, // cost held and evictions, for monitoring
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -157,6 +158,16 @@ func (c *Cache) Hits() uint64 { return c.hits.Load() }
 
 // Misses reports entry lookups that found no fresh entry.
 func (c *Cache) Misses() uint64 { return c.misses.Load() }
+
+// CostBytes reports the cost the cache holds: the bytes of its entries as
+// estimated when they were set (ristretto's own bookkeeping included).
+func (c *Cache) CostBytes() uint64 {
+	m := c.store.Metrics
+	return m.CostAdded() - min(m.CostEvicted(), m.CostAdded())
+}
+
+// Evictions reports entries evicted to stay within MaxCostBytes.
+func (c *Cache) Evictions() uint64 { return c.store.Metrics.KeysEvicted() }
 
 // StaleServed reports datapoints served stale because a refresh failed.
 func (c *Cache) StaleServed() uint64 { return c.stale.Load() }

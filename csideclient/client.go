@@ -48,7 +48,10 @@ var errAbandoned = errors.New("caller gave up")
 // transientError marks failures worth one retry: timeouts, connection
 // errors, 408, 429 and 5xx. Invalid bodies and 4xx are not retried. It does
 // not change the message of the error it wraps.
-type transientError struct{ error }
+type transientError struct {
+	error
+	kind string // timeout, network or http: the outcome reported to OnAttempt
+}
 
 func (e transientError) Unwrap() error { return e.error }
 
@@ -96,6 +99,13 @@ type Config struct {
 	RetryBackoff time.Duration
 	// NoRetry disables the retry.
 	NoRetry bool
+	// OnAttempt, if set, is called after every request to cside (retries
+	// included) with the endpoint ("client" or "clientId"), the outcome (ok,
+	// not_found, rejected, timeout, network_error, http_error,
+	// invalid_answer, abandoned; breaker_open for a call the breaker
+	// refused, with no request made) and how long it took. For metrics; it
+	// must be quick.
+	OnAttempt func(endpoint, outcome string, d time.Duration)
 	// MaxBodyBytes caps an answer's body; a larger one is ErrUnavailable.
 	// Zero means DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
@@ -342,14 +352,14 @@ func (c *Client) call(ctx context.Context, target, path, token string) ([]byte, 
 	budget, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	body, err := c.breaker.Execute(func() ([]byte, error) {
-		body, err := c.post(ctx, budget, c.cfg.AttemptTimeout, target, path, token)
+		body, err := c.attempt(ctx, budget, c.cfg.AttemptTimeout, target, path, token)
 		if err == nil || c.cfg.NoRetry || !isTransient(err) {
 			return body, err
 		}
 		if !c.pause(budget) {
 			return nil, err
 		}
-		body, retryErr := c.post(ctx, budget, 0, target, path, token)
+		body, retryErr := c.attempt(ctx, budget, 0, target, path, token)
 		switch {
 		case retryErr == nil:
 		case retryErr.Error() == err.Error():
@@ -361,6 +371,7 @@ func (c *Client) call(ctx context.Context, target, path, token string) ([]byte, 
 	})
 	switch {
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+		c.report(path, "breaker_open", 0)
 		return nil, fmt.Errorf("cside %s: circuit breaker %s: %w", path, c.BreakerState(), ErrUnavailable)
 	case err != nil:
 		return nil, err
@@ -383,6 +394,44 @@ func (c *Client) pause(budget context.Context) bool {
 		return true
 	case <-budget.Done():
 		return false
+	}
+}
+
+// attempt makes one request with post and reports it to OnAttempt.
+func (c *Client) attempt(parent, budget context.Context, attemptTimeout time.Duration, target, path, token string) ([]byte, error) {
+	start := time.Now()
+	body, err := c.post(parent, budget, attemptTimeout, target, path, token)
+	c.report(path, outcome(err), time.Since(start))
+	return body, err
+}
+
+func (c *Client) report(path, outcome string, d time.Duration) {
+	if c.cfg.OnAttempt == nil {
+		return
+	}
+	endpoint := "client"
+	if path == c.cfg.ClientIDPath {
+		endpoint = "clientId"
+	}
+	c.cfg.OnAttempt(endpoint, outcome, d)
+}
+
+// outcome names the result of one request for OnAttempt.
+func outcome(err error) string {
+	if t, ok := errors.AsType[transientError](err); ok {
+		return t.kind
+	}
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, errAbandoned):
+		return "abandoned"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrRejected):
+		return "rejected"
+	default:
+		return "invalid_answer"
 	}
 }
 
@@ -436,9 +485,9 @@ func (c *Client) transportError(parent, callCtx context.Context, path string, er
 	case parent.Err() != nil:
 		return fmt.Errorf("cside %s: %w: %w: %w", path, errAbandoned, ErrUnavailable, parent.Err())
 	case callCtx.Err() != nil:
-		return transientError{fmt.Errorf("cside %s: no answer in time: %w", path, ErrUnavailable)}
+		return transientError{fmt.Errorf("cside %s: no answer in time: %w", path, ErrUnavailable), "timeout"}
 	default:
-		return transientError{fmt.Errorf("cside %s: %w: %w", path, ErrUnavailable, err)}
+		return transientError{fmt.Errorf("cside %s: %w: %w", path, ErrUnavailable, err), "network_error"}
 	}
 }
 
@@ -451,7 +500,7 @@ func statusError(path string, status int) error {
 	case status == http.StatusNotFound:
 		kind = ErrNotFound
 	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests, status >= 500:
-		return transientError{fmt.Errorf("cside %s: status %d: %w", path, status, ErrUnavailable)}
+		return transientError{fmt.Errorf("cside %s: status %d: %w", path, status, ErrUnavailable), "http_error"}
 	case status >= 400:
 		kind = ErrRejected
 	default:

@@ -62,6 +62,9 @@ type Config struct {
 	// OnDisagreement, if set, is called (from the shadow goroutine) for
 	// every decision the shadow set made differently.
 	OnDisagreement func(Disagreement)
+	// OnReload, if set, is called after every reload of the live ("live")
+	// or shadow ("shadow") set, whatever triggered it.
+	OnReload func(set string, r ReloadResult)
 }
 
 // Request is one decision request, already validated by the caller.
@@ -102,6 +105,12 @@ type Decision struct {
 	Degraded bool
 	// UpstreamErr explains a degraded decision, for logs only.
 	UpstreamErr error
+	// EvalDuration is the time the policy evaluation took.
+	EvalDuration time.Duration
+	// Payload is the datapoints the decision was made on (nil: none), and
+	// DatapointsAge their age then: what a decision log needs to replay it.
+	Payload       *Payload
+	DatapointsAge time.Duration
 }
 
 // Engine evaluates decisions. It is safe for concurrent use. Close it when
@@ -125,15 +134,24 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	live.onReload = reloadHook(cfg.OnReload, "live")
 	e := &Engine{source: cfg.Source, live: live}
 	if cfg.ShadowPolicies != nil {
 		slot, err := NewSlot(ctx, cfg.ShadowPolicies, cfg.CaseSource)
 		if err != nil {
 			return nil, fmt.Errorf("shadow policies: %w", err)
 		}
+		slot.onReload = reloadHook(cfg.OnReload, "shadow")
 		e.shadow = newShadow(slot, cmp.Or(cfg.ShadowQueue, DefaultShadowQueue), cfg.OnDisagreement)
 	}
 	return e, nil
+}
+
+func reloadHook(f func(string, ReloadResult), set string) func(ReloadResult) {
+	if f == nil {
+		return nil
+	}
+	return func(r ReloadResult) { f(set, r) }
 }
 
 // Close stops the shadow evaluation, after the decisions queued for it.
@@ -218,7 +236,9 @@ func (p *PolicySet) Eval(ctx context.Context, req Request, dp Datapoints) (Decis
 	if err != nil {
 		return Decision{}, err
 	}
+	start := time.Now()
 	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input))
+	evalDuration := time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Decision{}, ctx.Err()
@@ -233,18 +253,20 @@ func (p *PolicySet) Eval(ctx context.Context, req Request, dp Datapoints) (Decis
 		return Decision{}, fmt.Errorf("%w: revision %s: %w", ErrPolicy, p.revision, err)
 	}
 	d := Decision{
-		Decision: decision,
-		Reasons:  reasons,
-		Status:   dp.Status,
-		Origin:   dp.Origin,
-		Revision: p.revision,
-		Degraded: dp.Status == StatusUnavailable || dp.Status == StatusRejected || dp.Origin == OriginStale,
+		Decision:     decision,
+		Reasons:      reasons,
+		Status:       dp.Status,
+		Origin:       dp.Origin,
+		Revision:     p.revision,
+		Degraded:     dp.Status == StatusUnavailable || dp.Status == StatusRejected || dp.Origin == OriginStale,
+		EvalDuration: evalDuration,
 	}
 	if d.Degraded {
 		d.UpstreamErr = dp.Err
 	}
 	if dp.Payload != nil {
 		d.FingerprintID = dp.Payload.FingerprintID()
+		d.Payload, d.DatapointsAge = dp.Payload, dp.Age
 	}
 	return d, nil
 }

@@ -19,6 +19,7 @@ type Slot struct {
 	set        atomic.Pointer[PolicySet]
 	reloading  sync.Mutex
 	last       atomic.Pointer[ReloadResult]
+	onReload   func(ReloadResult)
 }
 
 // ReloadResult is the outcome of one reload.
@@ -61,5 +62,8 @@ func (s *Slot) Reload(ctx context.Context) ReloadResult {
 	}
 	r.Revision = s.set.Load().revision
 	s.last.Store(&r)
+	if s.onReload != nil {
+		s.onReload(r)
+	}
 	return r
 }

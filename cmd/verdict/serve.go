@@ -19,6 +19,7 @@ import (
 	"github.com/verdict-engine/verdict/csideclient"
 	"github.com/verdict-engine/verdict/csideclient/csidetest"
 	"github.com/verdict-engine/verdict/engine"
+	"github.com/verdict-engine/verdict/engine/decisionlog"
 	"github.com/verdict-engine/verdict/policies"
 )
 
@@ -49,6 +50,19 @@ type serveConfig struct {
 	breaker         breakerFlags
 	demo            bool
 	logLevel        logLevel
+	accessLog       bool
+	decisionLog     decisionLogFlags
+}
+
+// decisionLogFlags configure the decision log.
+type decisionLogFlags struct {
+	file       string
+	stdout     bool
+	datapoints bool
+	masks      string
+	buffer     count
+	maxSizeMB  count
+	maxBackups count
 }
 
 // breakerFlags configure the cside circuit breaker.
@@ -80,6 +94,10 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 			failureRatio:        0.5,
 			minRequests:         10,
 		},
+		accessLog: true,
+		decisionLog: decisionLogFlags{
+			buffer: decisionlog.DefaultBuffer, maxSizeMB: decisionlog.DefaultMaxSizeMB, maxBackups: decisionlog.DefaultMaxBackups,
+		},
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -103,6 +121,14 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Var(&cfg.breaker.minRequests, "breaker-min-requests", "requests in the window before the failure ratio applies")
 	fs.BoolVar(&cfg.demo, "demo", false, "start a fake cside on a loopback port serving the demo-* tokens and use it")
 	fs.Var(&cfg.logLevel, "log-level", "log level: debug, info, warn or error")
+	fs.BoolVar(&cfg.accessLog, "access-log", true, "log one line per request (method, route, status, latency)")
+	fs.StringVar(&cfg.decisionLog.file, "decision-log", "", "write every decision as a JSON line to this file (size-rotated)")
+	fs.BoolVar(&cfg.decisionLog.stdout, "decision-log-stdout", false, "write every decision as a JSON line to stdout")
+	fs.BoolVar(&cfg.decisionLog.datapoints, "decision-log-datapoints", false, "include the cside payload in decision lines (needed by verdict replay)")
+	fs.StringVar(&cfg.decisionLog.masks, "decision-log-mask", "", "fields to drop from decision lines: JSON pointers, comma-separated, each =remove (default) or =hash")
+	fs.Var(&cfg.decisionLog.buffer, "decision-log-buffer", "decisions queued for the decision log before new ones are dropped")
+	fs.Var(&cfg.decisionLog.maxSizeMB, "decision-log-max-size-mb", "size at which the decision log file rotates")
+	fs.Var(&cfg.decisionLog.maxBackups, "decision-log-max-backups", "rotated decision log files kept")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: verdict serve [flags]\n\nEvery flag has an environment twin: --cache-ttl is VERDICT_CACHE_TTL. Flags win.\n\n")
 		fs.PrintDefaults()
@@ -121,6 +147,9 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	}
 	cliOrEnv := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { cliOrEnv[f.Name] = true })
+	if _, err := decisionlog.ParseMasks(cfg.decisionLog.masks); err != nil {
+		return cfg, fmt.Errorf("%w: -decision-log-mask: %w", errUsage, err)
+	}
 	if cfg.demo && cliOrEnv["cside-url"] {
 		return cfg, fmt.Errorf("%w: -demo and -cside-url exclude each other: -demo serves its own fake cside", errUsage)
 	}
@@ -191,7 +220,7 @@ func watchPolicies(ctx context.Context, log *slog.Logger, eng *engine.Engine, cf
 
 // serve runs the decision service until ctx ends, then shuts down
 // gracefully: in-flight requests finish, and serve returns nil.
-func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseServeFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -199,7 +228,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel.Level}))
+	log := slog.New(api.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel.Level})))
 
 	if cfg.demo {
 		fake := csidetest.NewServer()
@@ -209,6 +238,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		log.Warn("demo mode: using an in-process fake cside; demo-* tokens only", "cside_url", fake.URL)
 	}
 
+	var metrics *api.Metrics // built below, once its sources exist; hooks run after that
 	client, err := csideclient.New(csideclient.Config{
 		BaseURL:      string(cfg.csideURL),
 		ClientPath:   string(cfg.clientPath),
@@ -225,8 +255,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			MinRequests:         uint32(cfg.breaker.minRequests),
 			OnStateChange: func(from, to string) {
 				log.Warn("cside circuit breaker changed state", "from", from, "to", to)
+				metrics.BreakerTransition(to)
 			},
 		},
+		OnAttempt: func(endpoint, outcome string, d time.Duration) { metrics.ObserveUpstream(endpoint, outcome, d) },
 	})
 	if err != nil {
 		return fmt.Errorf("%w: cside settings: %w", errUsage, err)
@@ -269,6 +301,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if cfg.shadowPolicies != "" {
 		engCfg.ShadowPolicies = os.DirFS(cfg.shadowPolicies)
 	}
+	engCfg.OnReload = func(_ string, r engine.ReloadResult) { metrics.PolicyReload(r.OK) }
 	eng, err := engine.New(ctx, engCfg)
 	if err != nil {
 		return policyErr(fmt.Errorf("loading policies from %s: %w", policySource, err))
@@ -278,12 +311,53 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 
+	var decisions *decisionlog.Logger
+	if cfg.decisionLog.file != "" || cfg.decisionLog.stdout {
+		masks, _ := decisionlog.ParseMasks(cfg.decisionLog.masks) // validated with the flags
+		dlCfg := decisionlog.Config{
+			File: cfg.decisionLog.file, MaxSizeMB: int(cfg.decisionLog.maxSizeMB), MaxBackups: int(cfg.decisionLog.maxBackups),
+			Buffer: int(cfg.decisionLog.buffer), IncludeDatapoints: cfg.decisionLog.datapoints, Masks: masks,
+		}
+		if cfg.decisionLog.stdout {
+			dlCfg.Stdout = stdout
+		}
+		if decisions, err = decisionlog.New(dlCfg); err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		defer func() {
+			if err := decisions.Close(); err != nil {
+				log.Error("closing the decision log", "error", err)
+			}
+		}()
+	}
+	metrics = api.NewMetrics(api.MetricSources{
+		CacheLookups: func() (uint64, uint64, uint64) {
+			stale := datapoints.StaleServed()
+			return datapoints.Hits(), datapoints.Misses() - min(stale, datapoints.Misses()), stale
+		},
+		CacheCostBytes: datapoints.CostBytes,
+		CacheEvictions: datapoints.Evictions,
+		Coalesced:      datapoints.Coalesced,
+		BreakerState:   client.BreakerState,
+		PolicyRevision: eng.Revision,
+		DecisionLogDropped: func() uint64 {
+			if decisions == nil {
+				return 0
+			}
+			return decisions.Dropped()
+		},
+	}, nil)
+	apiCfg := api.Config{Logger: log, BreakerState: client.BreakerState, Admin: eng, Metrics: metrics, NoAccessLog: !cfg.accessLog}
+	if decisions != nil {
+		apiCfg.DecisionLog = decisions
+	}
+
 	ln, err := net.Listen("tcp", string(cfg.addr))
 	if err != nil {
 		return fmt.Errorf("-addr %s: %w", cfg.addr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Config{Logger: log, BreakerState: client.BreakerState, Admin: eng}, eng),
+		Handler:           api.New(apiCfg, eng),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
