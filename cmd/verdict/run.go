@@ -25,6 +25,7 @@ Usage:
   verdict check [DIR]            compile strictly, check the output contract and formatting
   verdict fmt [-w] [DIR]         format Rego files as opa fmt does
   verdict eval --action JSON ... evaluate one decision offline
+  verdict replay --log FILE ...  re-evaluate logged decisions with a policy set
   verdict version                print the version
   verdict help                   print this help
 
@@ -58,6 +59,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return fmtCmd(args[1:], stdout, stderr)
 	case "eval":
 		return evalCmd(ctx, args[1:], stdout, stderr)
+	case "replay":
+		return replayCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "verdict %s (%s)\n", buildVersion(), runtime.Version())
 		return nil
