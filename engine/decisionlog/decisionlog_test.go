@@ -286,7 +286,7 @@ func TestReplaySummaryExact(t *testing.T) {
 	defer b.Close()
 	s, err := decisionlog.Replay(context.Background(), []io.Reader{a, b}, decisionlog.ReplayOptions{
 		Candidate: candidate, Workers: 3,
-		Changed:   func(c decisionlog.Change) { mu.Lock(); changes = append(changes, c); mu.Unlock() },
+		Changed: func(c decisionlog.Change) { mu.Lock(); changes = append(changes, c); mu.Unlock() },
 	})
 	if err != nil {
 		t.Fatal(err)
