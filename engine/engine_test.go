@@ -534,3 +534,23 @@ func TestShadowDropsWhenQueueFullWithoutBlocking(t *testing.T) {
 		t.Errorf("ShadowStats() = %+v, want 2 evaluated and 3 dropped", st)
 	}
 }
+
+func TestDeterministic(t *testing.T) {
+	for _, tt := range []struct {
+		policy string
+		want   bool
+	}{
+		{minimal, true},
+		{minimal + "\nnow := time.now_ns()\n", false},
+		{minimal + "\nr := rand.intn(\"x\", 10)\n", false},
+		{minimal + "\nn := count([1, 2])\n", true},
+	} {
+		set, err := engine.Compile(context.Background(), files("p.rego", tt.policy))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if set.Deterministic() != tt.want {
+			t.Errorf("Deterministic() of\n%s= %v, want %v", tt.policy, set.Deterministic(), tt.want)
+		}
+	}
+}

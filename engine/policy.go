@@ -38,6 +38,29 @@ type PolicySet struct {
 	loadedAt time.Time
 	files    []string
 	query    rego.PreparedEvalQuery
+	// deterministic: no module calls a nondeterministic builtin (time.now_ns,
+	// rand.intn, http.send, ...), so equal inputs give equal decisions.
+	deterministic bool
+}
+
+// Deterministic reports whether equal inputs always give equal decisions:
+// no module calls a nondeterministic builtin (time.now_ns, rand.intn,
+// http.send, uuid.rfc4122, ...). Tools may memoize evaluations only then.
+func (p *PolicySet) Deterministic() bool { return p.deterministic }
+
+func deterministic(modules map[string]*ast.Module) bool {
+	ok := true
+	for _, m := range modules {
+		ast.WalkExprs(m, func(e *ast.Expr) bool {
+			if e.IsCall() {
+				if b, found := ast.BuiltinMap[e.Operator().String()]; found && b.Nondeterministic {
+					ok = false
+				}
+			}
+			return !ok
+		})
+	}
+	return ok
 }
 
 // Revision is the first 12 hex digits of a SHA-256 over the loaded files'
@@ -186,9 +209,10 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 		return nil, fmt.Errorf("%w: preparing the decision query: %w", ErrPolicyLoad, err)
 	}
 	return &PolicySet{
-		revision: l.revision,
-		loadedAt: time.Now().UTC(),
-		files:    l.files,
-		query:    pq,
+		revision:      l.revision,
+		loadedAt:      time.Now().UTC(),
+		files:         l.files,
+		query:         pq,
+		deterministic: deterministic(l.modules),
 	}, nil
 }

@@ -189,30 +189,71 @@ func readLines(ctx context.Context, logs []io.Reader, out chan<- []byte, progres
 	return n, nil
 }
 
+// outcome is a memoized evaluation: decision and sorted reason codes.
+type outcome struct {
+	decision string
+	codes    []string
+}
+
+// memo remembers evaluations of one policy set by input: a token decided
+// several times for the same action (the cache at work) is evaluated once.
+// Only for deterministic sets; bounded.
+type memo struct {
+	set  *engine.PolicySet
+	seen map[[32]byte]outcome
+}
+
+func newMemo(set *engine.PolicySet) *memo {
+	m := &memo{set: set}
+	if set != nil && set.Deterministic() {
+		m.seen = map[[32]byte]outcome{}
+	}
+	return m
+}
+
+func (m *memo) eval(ctx context.Context, key [32]byte, req engine.Request, dp engine.Datapoints) (outcome, error) {
+	if o, ok := m.seen[key]; ok {
+		return o, nil
+	}
+	d, err := m.set.Eval(ctx, req, dp)
+	if err != nil {
+		return outcome{}, err
+	}
+	o := outcome{d.Decision, codes(d.Reasons)}
+	if m.seen != nil {
+		if len(m.seen) >= 200_000 {
+			clear(m.seen)
+		}
+		m.seen[key] = o
+	}
+	return o, nil
+}
+
 func replayWorker(ctx context.Context, lines <-chan []byte, changes chan<- Change, opts ReplayOptions) partial {
 	p := partial{matrix: map[string]map[string]int{}, reasons: map[string]int{}}
 	payloads := map[[32]byte]*engine.Payload{} // lines of one token repeat its payload
+	candidate, baselineSet := newMemo(opts.Candidate), newMemo(opts.Baseline)
 	for line := range lines {
 		var l replayLine
 		if err := json.Unmarshal(line, &l); err != nil || l.DecisionID == "" || l.Decision == "" {
 			p.invalid++
 			continue
 		}
-		req, dp, ok := l.inputs(payloads)
+		req, dp, key, ok := l.inputs(payloads)
 		if !ok {
 			p.skipped++
 			continue
 		}
 		baseline, baseReasons := l.Decision, codes(l.Reasons)
 		if opts.Baseline != nil {
-			d, err := opts.Baseline.Eval(ctx, req, dp)
+			o, err := baselineSet.eval(ctx, key, req, dp)
 			if err != nil {
 				p.invalid++
 				continue
 			}
-			baseline, baseReasons = d.Decision, codes(d.Reasons)
+			baseline, baseReasons = o.decision, o.codes
 		}
-		d, err := opts.Candidate.Eval(ctx, req, dp)
+		d, err := candidate.eval(ctx, key, req, dp)
 		if err != nil {
 			p.invalid++
 			continue
@@ -221,52 +262,58 @@ func replayWorker(ctx context.Context, lines <-chan []byte, changes chan<- Chang
 		if p.matrix[baseline] == nil {
 			p.matrix[baseline] = map[string]int{}
 		}
-		p.matrix[baseline][d.Decision]++
-		if baseline == d.Decision {
+		p.matrix[baseline][d.decision]++
+		if baseline == d.decision {
 			continue
 		}
 		p.changed++
-		candReasons := codes(d.Reasons)
-		for _, c := range symmetricDifference(baseReasons, candReasons) {
+		for _, c := range symmetricDifference(baseReasons, d.codes) {
 			p.reasons[c]++
 		}
-		changes <- Change{DecisionID: l.DecisionID, Baseline: baseline, Candidate: d.Decision,
-			BaselineReasons: baseReasons, CandidateReasons: candReasons}
+		changes <- Change{DecisionID: l.DecisionID, Baseline: baseline, Candidate: d.decision,
+			BaselineReasons: baseReasons, CandidateReasons: d.codes}
 	}
 	return p
 }
 
-// inputs rebuilds the request and datapoints of a logged decision; false
+// inputs rebuilds the request and datapoints of a logged decision, and a
+// key that identifies them (everything the policy input is made of); false
 // when the line lacks the payload its decision was made on.
-func (l *replayLine) inputs(payloads map[[32]byte]*engine.Payload) (engine.Request, engine.Datapoints, bool) {
+func (l *replayLine) inputs(payloads map[[32]byte]*engine.Payload) (engine.Request, engine.Datapoints, [32]byte, bool) {
+	var key [32]byte
 	dec := json.NewDecoder(bytes.NewReader(l.Action))
 	dec.UseNumber()
 	var action map[string]any
 	if err := dec.Decode(&action); err != nil || action == nil {
-		return engine.Request{}, engine.Datapoints{}, false
+		return engine.Request{}, engine.Datapoints{}, key, false
 	}
+	h := sha256.New()
+	ids, _ := json.Marshal(l.ExternalIDs) // map keys sorted: stable
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%d\x00", l.Action, ids, l.Datapoints.Status, l.Datapoints.Source, l.Datapoints.AgeSeconds)
 	dp := engine.Datapoints{Status: l.Datapoints.Status, Origin: l.Datapoints.Source,
 		Age: time.Duration(l.Datapoints.AgeSeconds) * time.Second}
 	if dp.Status == engine.StatusOK {
 		if len(l.Datapoints.Payload) == 0 {
-			return engine.Request{}, engine.Datapoints{}, false
+			return engine.Request{}, engine.Datapoints{}, key, false
 		}
-		key := sha256.Sum256(l.Datapoints.Payload)
-		p, ok := payloads[key]
+		pkey := sha256.Sum256(l.Datapoints.Payload)
+		p, ok := payloads[pkey]
 		if !ok {
 			var err error
 			if p, err = engine.ParsePayload(bytes.Clone(l.Datapoints.Payload)); err != nil {
-				return engine.Request{}, engine.Datapoints{}, false
+				return engine.Request{}, engine.Datapoints{}, key, false
 			}
 			if len(payloads) >= 10_000 {
 				clear(payloads)
 			}
-			payloads[key] = p
+			payloads[pkey] = p
 		}
 		dp.Payload = p
+		h.Write(pkey[:])
 	}
+	h.Sum(key[:0])
 	// External ID values are logged hashed: policies see the hashes.
-	return engine.Request{Action: action, ExternalIDs: l.ExternalIDs}, dp, true
+	return engine.Request{Action: action, ExternalIDs: l.ExternalIDs}, dp, key, true
 }
 
 func codes(rs []engine.Reason) []string {
