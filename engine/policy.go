@@ -213,6 +213,6 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 		loadedAt:      time.Now().UTC(),
 		files:         l.files,
 		query:         pq,
-		deterministic: deterministic(l.modules),
+		deterministic: deterministic(l.compiler.Modules),
 	}, nil
 }
