@@ -73,7 +73,7 @@ func newStack(t testing.TB, policyFS fstest.MapFS) *stack {
 		t.Fatalf("engine.New: %v", err)
 	}
 	logs := &syncBuffer{}
-	h := api.New(api.Config{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, eng)
+	h := api.New(api.Config{Logger: slog.New(api.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))}, eng)
 	return &stack{handler: h, fake: fake, cache: c, engine: eng, logs: logs}
 }
 

@@ -1,0 +1,193 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/verdict-engine/verdict/api"
+	"github.com/verdict-engine/verdict/cache"
+	"github.com/verdict-engine/verdict/csideclient"
+	"github.com/verdict-engine/verdict/csideclient/csidetest"
+	"github.com/verdict-engine/verdict/engine"
+	"github.com/verdict-engine/verdict/policies"
+)
+
+// TestMetricsOverAScriptedMix drives a known mix of requests through the
+// real pipeline and checks that every metric moved by exactly the expected
+// amount.
+func TestMetricsOverAScriptedMix(t *testing.T) {
+	fake := csidetest.NewServer()
+	defer fake.Close()
+	var metrics *api.Metrics
+	client, err := csideclient.New(csideclient.Config{
+		BaseURL:      fake.URL,
+		RetryBackoff: time.Millisecond,
+		OnAttempt:    func(endpoint, outcome string, d time.Duration) { metrics.ObserveUpstream(endpoint, outcome, d) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cache.New(cache.Config{}, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eng, err := engine.New(context.Background(), engine.Config{Policies: policies.FS(), Source: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics = api.NewMetrics(api.MetricSources{
+		CacheLookups:   func() (uint64, uint64, uint64) { return c.Hits(), c.Misses() - c.StaleServed(), c.StaleServed() },
+		Coalesced:      c.Coalesced,
+		BreakerState:   client.BreakerState,
+		PolicyRevision: eng.Revision,
+	}, nil)
+	h := api.New(api.Config{Metrics: metrics}, eng)
+
+	mix := []struct {
+		token, action string
+		times         int
+	}{
+		{"demo-vpn", `{"type":"checkout","amount":900,"currency":"USD"}`, 3},
+		{"demo-human", `{"type":"login"}`, 2},
+		{"demo-error", `{"type":"login"}`, 1},
+		{"demo-unknown", `{"type":"signup"}`, 1},
+		{"demo-bot", `{"type":"weird_action"}`, 1},
+	}
+	for _, m := range mix {
+		for range m.times {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodPost, "/decide", strings.NewReader(`{"token":"`+m.token+`","action":`+m.action+`}`))
+			req.Header.Set("Content-Type", "application/json")
+			h.ServeHTTP(rec, req)
+			c.Wait()
+			if rec.Code != 200 {
+				t.Fatalf("POST /decide %s: %d %s", m.token, rec.Code, rec.Body)
+			}
+		}
+	}
+
+	expected := `
+# HELP verdict_decisions_total Decisions made, by decision and action type (unlisted types: other).
+# TYPE verdict_decisions_total counter
+verdict_decisions_total{action="checkout",decision="challenge"} 3
+verdict_decisions_total{action="login",decision="allow"} 3
+verdict_decisions_total{action="other",decision="deny"} 1
+verdict_decisions_total{action="signup",decision="challenge"} 1
+# HELP verdict_upstream_requests_total Requests to cside (attempts, retries included), by endpoint and outcome.
+# TYPE verdict_upstream_requests_total counter
+verdict_upstream_requests_total{endpoint="client",outcome="http_error"} 2
+verdict_upstream_requests_total{endpoint="client",outcome="not_found"} 1
+verdict_upstream_requests_total{endpoint="client",outcome="ok"} 3
+# HELP verdict_cache_lookups_total Datapoint cache lookups, by result: hit (fresh), miss (asked cside), stale (served stale data).
+# TYPE verdict_cache_lookups_total counter
+verdict_cache_lookups_total{result="hit"} 3
+verdict_cache_lookups_total{result="miss"} 5
+verdict_cache_lookups_total{result="stale"} 0
+# HELP verdict_breaker_state State of the cside circuit breaker: 0 closed, 1 half-open, 2 open.
+# TYPE verdict_breaker_state gauge
+verdict_breaker_state 0
+# HELP verdict_policy_info The serving policy revision, as a label; the value is always 1.
+# TYPE verdict_policy_info gauge
+verdict_policy_info{revision="` + eng.Revision() + `"} 1
+# HELP verdict_upstream_coalesced_total Lookups that shared another caller's cside call instead of making their own.
+# TYPE verdict_upstream_coalesced_total counter
+verdict_upstream_coalesced_total 0
+`
+	if err := testutil.GatherAndCompare(metrics.Registry(), strings.NewReader(expected),
+		"verdict_decisions_total", "verdict_upstream_requests_total", "verdict_cache_lookups_total",
+		"verdict_breaker_state", "verdict_policy_info", "verdict_upstream_coalesced_total"); err != nil {
+		t.Error(err)
+	}
+	counts := map[string]uint64{}
+	mfs, err := metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				key := mf.GetName()
+				for _, l := range m.GetLabel() {
+					key += "/" + l.GetValue()
+				}
+				counts[key] = h.GetSampleCount()
+			}
+		}
+	}
+	want := map[string]uint64{
+		"verdict_decide_duration_seconds/cache": 3, "verdict_decide_duration_seconds/upstream": 4,
+		"verdict_decide_duration_seconds/none": 1, "verdict_policy_eval_duration_seconds": 8,
+		"verdict_upstream_duration_seconds/client": 6,
+	}
+	for k, v := range want {
+		if counts[k] != v {
+			t.Errorf("%s observations = %d, want %d", k, counts[k], v)
+		}
+	}
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{"go_goroutines", "process_resident_memory_bytes", "verdict_decide_duration_seconds_bucket{source=\"cache\",le=\"0.0001\"}"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("GET /metrics lacks %s", want)
+		}
+	}
+}
+
+func TestRequestIDAndAccessLog(t *testing.T) {
+	s := newStack(t, nil)
+	tests := []struct {
+		sent     string
+		wantSame bool
+	}{
+		{"req-abc-123", true},
+		{"", false},
+		{"has space", false},
+		{strings.Repeat("x", 129), false},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(http.MethodPost, "/decide", strings.NewReader(`{"token":"demo-error","action":{"type":"login","secret_note":"do-not-log"}}`))
+		req.Header.Set("Content-Type", "application/json")
+		if tt.sent != "" {
+			req.Header.Set(api.RequestIDHeader, tt.sent)
+		}
+		rec := httptest.NewRecorder()
+		s.handler.ServeHTTP(rec, req)
+		got := rec.Header().Get(api.RequestIDHeader)
+		if (got == tt.sent) != tt.wantSame || got == "" {
+			t.Errorf("X-Request-ID sent %q, echoed %q; want it kept: %v", tt.sent, got, tt.wantSame)
+		}
+		if !strings.Contains(s.logs.String(), `"request_id":"`+got+`"`) {
+			t.Errorf("no log line carries request_id %s", got)
+		}
+	}
+	var access int
+	for _, line := range strings.Split(strings.TrimSpace(s.logs.String()), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if entry["msg"] == "request" {
+			access++
+			if entry["method"] != "POST" || entry["route"] != "/decide" || entry["status"] != 200.0 || entry["latency_ms"] == nil {
+				t.Errorf("access log line = %v", entry)
+			}
+		}
+	}
+	if access != len(tests) {
+		t.Errorf("%d access log lines, want %d", access, len(tests))
+	}
+	for _, secret := range []string{"demo-error", "do-not-log", "secret_note"} {
+		if strings.Contains(s.logs.String(), secret) {
+			t.Errorf("logs contain %q", secret)
+		}
+	}
+}
