@@ -51,6 +51,9 @@ func run(n, tokens int, out string) error {
 			return err
 		}
 	}
+	if err := os.Remove(out); err != nil && !os.IsNotExist(err) { // the log appends
+		return err
+	}
 	l, err := decisionlog.New(decisionlog.Config{File: out, IncludeDatapoints: true, Buffer: 65536, MaxSizeMB: 1 << 20})
 	if err != nil {
 		return err
