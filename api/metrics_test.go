@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/verdict-engine/verdict/csideclient"
 	"github.com/verdict-engine/verdict/csideclient/csidetest"
 	"github.com/verdict-engine/verdict/engine"
+	"github.com/verdict-engine/verdict/engine/decisionlog"
 	"github.com/verdict-engine/verdict/policies"
 )
 
@@ -189,5 +191,52 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 		if strings.Contains(s.logs.String(), secret) {
 			t.Errorf("logs contain %q", secret)
 		}
+	}
+}
+
+// blockedWriter never returns from Write until released.
+type blockedWriter chan struct{}
+
+func (w blockedWriter) Write(p []byte) (int, error) { <-w; return len(p), nil }
+
+// TestDecisionLogNeverDelaysDecide blocks the decision log's sink: decisions
+// are dropped and counted, and /decide is as fast as without a log.
+func TestDecisionLogNeverDelaysDecide(t *testing.T) {
+	s := newStack(t, nil)
+	sink := make(blockedWriter)
+	dl, err := decisionlog.New(decisionlog.Config{Stdout: sink, Buffer: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withLog := api.New(api.Config{DecisionLog: dl}, s.engine)
+	without := api.New(api.Config{}, s.engine)
+	median := func(h http.Handler) time.Duration {
+		var ds []time.Duration
+		for range 201 {
+			req := httptest.NewRequest(http.MethodPost, "/decide", strings.NewReader(`{"token":"demo-human","action":{"type":"login"}}`))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			start := time.Now()
+			h.ServeHTTP(rec, req)
+			ds = append(ds, time.Since(start))
+			if rec.Code != 200 {
+				t.Fatalf("POST /decide = %d", rec.Code)
+			}
+		}
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	median(without) // warm the cache
+	base, blocked := median(without), median(withLog)
+	close(sink)
+	if err := dl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("median /decide: %v without a decision log, %v with its sink blocked; %d dropped", base, blocked, dl.Dropped())
+	if dl.Dropped() < 190 || dl.Written()+dl.Dropped() != 201 {
+		t.Errorf("dropped %d, written %d: want nearly all 201 dropped and every one accounted for", dl.Dropped(), dl.Written())
+	}
+	if blocked > 2*base+200*time.Microsecond {
+		t.Errorf("median /decide %v with the log's sink blocked, %v without: want no delay", blocked, base)
 	}
 }

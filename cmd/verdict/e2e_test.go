@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,7 +36,10 @@ func TestMain(m *testing.M) {
 	// leaks; everything else still running once every server stopped is.
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		// lumberjack (the decision log's file rotation) starts one goroutine
+		// per file logger that its Close does not stop: a known limitation of
+		// v2.2.1, one goroutine per serve, not a leak that grows.
+		if err := goleak.Find(goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun")); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
 			code = 1
 		}
@@ -284,5 +289,55 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	var exit *exec.ExitError
 	if errors.As(err, &exit) || err != nil {
 		t.Errorf("verdict serve after SIGTERM: %v, want exit code 0\n%s", err, logs.all())
+	}
+}
+
+// TestDecisionLogEndToEnd runs serve with a decision log file: every
+// decision is in it exactly once, with its payload, and no token appears in
+// it or in the server's logs; replay of the file changes nothing.
+func TestDecisionLogEndToEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "decisions.jsonl")
+	base, logs, stop := startServe(t, "--decision-log", path, "--decision-log-datapoints")
+	tokens := []string{"demo-human", "demo-vpn", "demo-bot", "demo-tor", "demo-error", "demo-unknown"}
+	ids := map[string]bool{}
+	for i := range 60 {
+		status, got := post(t, base+"/decide", fmt.Sprintf(`{"token":%q,"action":{"type":"checkout","amount":%d}}`, tokens[i%len(tokens)], i*20))
+		if status != 200 {
+			t.Fatalf("POST /decide = %d %v", status, got)
+		}
+		ids[got["decision_id"].(string)] = true
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	logged := map[string]bool{}
+	for _, line := range lines {
+		var e struct {
+			DecisionID string `json:"decision_id"`
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil || !ids[e.DecisionID] || logged[e.DecisionID] {
+			t.Fatalf("line %.80q: not a decision answered exactly once (err %v)", line, err)
+		}
+		logged[e.DecisionID] = true
+	}
+	if len(logged) != len(ids) {
+		t.Errorf("%d decisions logged, want %d", len(logged), len(ids))
+	}
+	for _, token := range tokens {
+		if strings.Contains(string(b), `"`+token+`"`) || strings.Contains(logs.all(), token) {
+			t.Errorf("the token %s appears in the decision log or the logs", token)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"replay", "--log", path, "--policies", "../../policies"}, env(nil), &out, io.Discard); err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if !strings.Contains(out.String(), "replayed 60 of 60 decisions") || !strings.Contains(out.String(), "changed: 0 (0.00%)") {
+		t.Errorf("replay of the shipped policies on their own log:\n%s", out.String())
 	}
 }
