@@ -59,6 +59,10 @@ type Config struct {
 	// ShadowQueue bounds the decisions waiting for shadow evaluation; more
 	// are dropped and counted. Zero means DefaultShadowQueue.
 	ShadowQueue int
+	// ShadowByCaller: Decide does not queue decisions for the shadow set;
+	// the caller evaluates them with EvaluateShadow, off its request path
+	// (the decision log does, to put the shadow decision in each line).
+	ShadowByCaller bool
 	// OnDisagreement, if set, is called (from the shadow goroutine) for
 	// every decision the shadow set made differently.
 	OnDisagreement func(Disagreement)
@@ -116,9 +120,10 @@ type Decision struct {
 // Engine evaluates decisions. It is safe for concurrent use. Close it when
 // done if it has shadow policies.
 type Engine struct {
-	source Source
-	live   *Slot
-	shadow *shadow
+	source         Source
+	live           *Slot
+	shadow         *shadow
+	shadowByCaller bool
 }
 
 // New verifies cfg.Policies (and cfg.ShadowPolicies) and returns an Engine
@@ -135,7 +140,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	live.onReload = reloadHook(cfg.OnReload, "live")
-	e := &Engine{source: cfg.Source, live: live}
+	e := &Engine{source: cfg.Source, live: live, shadowByCaller: cfg.ShadowByCaller}
 	if cfg.ShadowPolicies != nil {
 		slot, err := NewSlot(ctx, cfg.ShadowPolicies, cfg.CaseSource)
 		if err != nil {
@@ -178,6 +183,18 @@ func (e *Engine) Shadow() *Slot {
 	return e.shadow.slot
 }
 
+// EvaluateShadow evaluates a live decision (as Decide returned it, for req)
+// with the shadow set, counts it and reports a disagreement, as the shadow
+// queue does; false without shadow policies or when the evaluation failed.
+// Use it with Config.ShadowByCaller, never on a request path.
+func (e *Engine) EvaluateShadow(req Request, live Decision) (Decision, bool) {
+	if e.shadow == nil {
+		return Decision{}, false
+	}
+	dp := Datapoints{Status: live.Status, Origin: live.Origin, Payload: live.Payload, Age: live.DatapointsAge}
+	return e.shadow.evaluate(shadowJob{req: req, dp: dp, live: live})
+}
+
 // ShadowStats reports the shadow evaluation counts; false without shadow
 // policies.
 func (e *Engine) ShadowStats() (ShadowStats, bool) {
@@ -218,7 +235,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 		return Decision{}, fmt.Errorf("engine: decision id: %w", err)
 	}
 	d.ID = id.String()
-	if e.shadow != nil {
+	if e.shadow != nil && !e.shadowByCaller {
 		e.shadow.offer(req, dp, d)
 	}
 	return d, nil

@@ -78,7 +78,9 @@ func (s *shadow) work() {
 	}
 }
 
-func (s *shadow) evaluate(job shadowJob) {
+// evaluate evaluates one decision with the shadow set, counts it, reports a
+// disagreement, and returns the shadow decision (false when it failed).
+func (s *shadow) evaluate(job shadowJob) (Decision, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), shadowTimeout)
 	defer cancel()
 	set := s.slot.Current()
@@ -86,13 +88,14 @@ func (s *shadow) evaluate(job shadowJob) {
 	s.total.Add(1)
 	if err != nil {
 		s.errors.Add(1)
-		return
+		return Decision{}, false
 	}
+	d.ID = job.live.ID
 	s.matrix[effectIndex[job.live.Decision]][effectIndex[d.Decision]].Add(1)
 	liveCodes, shadowCodes := reasonCodes(job.live.Reasons), reasonCodes(d.Reasons)
 	if job.live.Decision == d.Decision && slices.Equal(liveCodes, shadowCodes) {
 		s.agreed.Add(1)
-		return
+		return d, true
 	}
 	if s.onDisagree != nil {
 		s.onDisagree(Disagreement{
@@ -101,6 +104,7 @@ func (s *shadow) evaluate(job shadowJob) {
 			LiveRevision: job.live.Revision, ShadowRevision: set.revision,
 		})
 	}
+	return d, true
 }
 
 // close stops taking work and waits for the queue to drain.

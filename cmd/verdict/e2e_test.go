@@ -98,9 +98,14 @@ func startServeArgs(t *testing.T, args ...string) (string, *logLines, func() err
 		done <- run(ctx, args, func(string) string { return "" }, io.Discard, pw)
 		_ = pw.Close()
 	}()
-	stop := func() error {
-		cancel()
-		return <-done
+	var once sync.Once
+	var stopErr error
+	stop := func() error { // idempotent: tests stop early, cleanups again
+		once.Do(func() {
+			cancel()
+			stopErr = <-done
+		})
+		return stopErr
 	}
 	select {
 	case addr := <-logs.addr:

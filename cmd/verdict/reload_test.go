@@ -343,3 +343,48 @@ func TestSIGHUPReloads(t *testing.T) {
 		t.Errorf("after SIGTERM: %v, want exit 0", err)
 	}
 }
+
+// TestShadowInDecisionLog: with a decision log, each line carries the
+// shadow decision, and the shadow set is evaluated once per decision.
+func TestShadowInDecisionLog(t *testing.T) {
+	live, shadow := t.TempDir(), t.TempDir()
+	revLive, revShadow := variant(t, live, "deny"), variant(t, shadow, "challenge")
+	path := filepath.Join(t.TempDir(), "decisions.jsonl")
+	c := startChaos(t, "--policies", live, "--shadow-policies", shadow, "--decision-log", path)
+	for _, action := range []string{"checkout", "login", "checkout"} {
+		if r := c.decide("demo-human", fmt.Sprintf(`{"type":%q}`, action)); r.status != 200 {
+			t.Fatalf("decide: %d", r.status)
+		}
+	}
+	var st struct {
+		Total, Agreed uint64
+	}
+	until(t, "the shadow evaluated every decision", 10*time.Second, func() bool {
+		c.getJSON("/admin/shadow", &st)
+		return st.Total >= 3
+	})
+	if err := c.stop(); err != nil { // flushes the decision log
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shadows []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e struct {
+			Policy struct{ Revision string }
+			Shadow *struct {
+				Decision string
+				Policy   struct{ Revision string }
+			}
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.Shadow == nil || e.Policy.Revision != revLive || e.Shadow.Policy.Revision != revShadow {
+			t.Fatalf("line %s: want the live and the shadow decision with their revisions", line)
+		}
+		shadows = append(shadows, e.Shadow.Decision)
+	}
+	if strings.Join(shadows, ",") != "challenge,allow,challenge" || st.Total != 3 || st.Agreed != 1 {
+		t.Errorf("shadow decisions %v, stats %+v; want challenge,allow,challenge and 3 evaluated once each, 1 agreed", shadows, st)
+	}
+}

@@ -300,6 +300,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if cfg.shadowPolicies != "" {
 		engCfg.ShadowPolicies = os.DirFS(cfg.shadowPolicies)
+		// With a decision log, its writer evaluates the shadow set (once),
+		// so that each line carries the shadow decision too.
+		engCfg.ShadowByCaller = cfg.decisionLog.file != "" || cfg.decisionLog.stdout
 	}
 	engCfg.OnReload = func(_ string, r engine.ReloadResult) { metrics.PolicyReload(r.OK) }
 	eng, err := engine.New(ctx, engCfg)
@@ -320,6 +323,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		if cfg.decisionLog.stdout {
 			dlCfg.Stdout = stdout
+		}
+		if cfg.shadowPolicies != "" {
+			dlCfg.Shadow = eng.EvaluateShadow
 		}
 		if decisions, err = decisionlog.New(dlCfg); err != nil {
 			return fmt.Errorf("%w: %w", errUsage, err)

@@ -54,6 +54,10 @@ type Config struct {
 	IncludeDatapoints bool
 	// Masks remove or hash fields of every line.
 	Masks []Mask
+	// Shadow, if set, evaluates each decision with the shadow policy set
+	// (engine.Engine.EvaluateShadow) before its line is written, and the
+	// line carries the shadow decision. It runs on the writer goroutine.
+	Shadow func(engine.Request, engine.Decision) (engine.Decision, bool)
 }
 
 // Mask removes (or hashes) the field a JSON pointer names in every line,
@@ -113,7 +117,15 @@ type Entry struct {
 	Reasons       []engine.Reason   `json:"reasons"`
 	Policy        Policy            `json:"policy"`
 	Degraded      bool              `json:"degraded"`
+	Shadow        *Shadow           `json:"shadow,omitempty"`
 	ElapsedMS     float64           `json:"elapsed_ms"`
+}
+
+// Shadow is what the shadow policy set decided for the same input.
+type Shadow struct {
+	Decision string          `json:"decision"`
+	Reasons  []engine.Reason `json:"reasons"`
+	Policy   Policy          `json:"policy"`
 }
 
 // Datapoints says what the decision saw of cside; Payload only with
@@ -256,6 +268,11 @@ func (l *Logger) line(r Record) ([]byte, error) {
 	}
 	for k, v := range r.Request.ExternalIDs {
 		e.ExternalIDs[k] = Hash(v)
+	}
+	if l.cfg.Shadow != nil {
+		if sd, ok := l.cfg.Shadow(r.Request, d); ok {
+			e.Shadow = &Shadow{Decision: sd.Decision, Reasons: sd.Reasons, Policy: Policy{Revision: sd.Revision}}
+		}
 	}
 	if d.FingerprintID != "" {
 		e.FingerprintID = &d.FingerprintID
