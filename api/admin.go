@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -10,9 +11,7 @@ import (
 	"github.com/verdict-engine/verdict/engine"
 )
 
-// Admin manages the policy sets; *engine.Engine implements it. Its routes
-// live under /admin/ (protected in a later step: bind them only where
-// operators can reach).
+// Admin manages the policy sets; *engine.Engine implements it.
 type Admin interface {
 	Live() *engine.Slot
 	// Shadow returns nil without shadow policies.
@@ -53,8 +52,45 @@ type (
 	}
 )
 
-func (s *server) adminRoutes(r *gin.Engine) {
-	a := s.cfg.Admin
+// AdminConfig configures the admin listener.
+type AdminConfig struct {
+	// Keys, if set, are the admin keys every admin route requires; nil
+	// requires none.
+	Keys *Keys
+	// Admin serves /admin/policies, /admin/policies/reload, /admin/shadow.
+	Admin Admin
+	// Metrics, if set, is served at GET /metrics.
+	Metrics *Metrics
+	// Logger as in Config.
+	Logger *slog.Logger
+}
+
+// NewAdmin returns the handler of the admin listener: /admin/* and
+// /metrics, behind the admin keys. These routes are never on the public
+// listener.
+func NewAdmin(cfg AdminConfig) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &server{log: cfg.Logger}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(requestID, s.accessLog, gin.CustomRecovery(s.recovered))
+	if cfg.Keys != nil {
+		r.Use(authenticate(cfg.Keys, "verdict-admin"))
+	}
+	if cfg.Admin != nil {
+		adminRoutes(r, cfg.Admin)
+	}
+	if cfg.Metrics != nil {
+		r.GET("/metrics", gin.WrapH(cfg.Metrics.Handler()))
+	}
+	jsonFallbacks(r)
+	return r
+}
+
+func adminRoutes(r *gin.Engine, a Admin) {
 	r.GET("/admin/policies", func(c *gin.Context) {
 		resp := policiesResponse{policyStatus: slotStatus(a.Live())}
 		if sh := a.Shadow(); sh != nil {

@@ -136,7 +136,7 @@ verdict_upstream_coalesced_total 0
 	}
 
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	api.NewAdmin(api.AdminConfig{Metrics: metrics}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	for _, want := range []string{"go_goroutines", "process_resident_memory_bytes", "verdict_decide_duration_seconds_bucket{source=\"cache\",le=\"0.0001\"}"} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("GET /metrics lacks %s", want)

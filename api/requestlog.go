@@ -61,7 +61,8 @@ func (s *server) accessLog(c *gin.Context) {
 		slog.String("route", route),
 		slog.Int("status", c.Writer.Status()),
 		slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
-		slog.Int("bytes", max(c.Writer.Size(), 0)))
+		slog.Int("bytes", max(c.Writer.Size(), 0)),
+		slog.String("key", KeyName(c.Request.Context())))
 }
 
 // LogHandler wraps h so that every record logged with a request's context

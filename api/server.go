@@ -41,15 +41,17 @@ type Config struct {
 	// ("closed", "half-open", "open") for GET /healthz. It never affects
 	// readiness: an upstream outage must not take every replica out at once.
 	BreakerState func() string
-	// Metrics, if set, is served at GET /metrics and records every decision.
+	// Keys, if set, are the API keys /decide and /identify require
+	// (Authorization: Bearer <key>); nil requires none.
+	Keys *Keys
+	// RateLimit applies per key (or to all keyless callers together).
+	RateLimit RateLimit
+	// Metrics, if set, records every decision (NewAdmin serves it).
 	Metrics *Metrics
 	// DecisionLog, if set, receives every decision (*decisionlog.Logger).
 	DecisionLog interface{ Log(decisionlog.Record) }
 	// NoAccessLog turns off the one-line-per-request access log.
 	NoAccessLog bool
-	// Admin, if set, serves /admin/policies, /admin/policies/reload and
-	// /admin/shadow.
-	Admin Admin
 }
 
 type server struct {
@@ -77,16 +79,23 @@ func New(cfg Config, d Decider) http.Handler {
 		r.Use(s.accessLog)
 	}
 	r.Use(gin.CustomRecovery(s.recovered))
-	r.POST("/decide", s.decide)
-	r.POST("/identify", s.identify)
+	decisions := r.Group("/")
+	if cfg.Keys != nil {
+		decisions.Use(authenticate(cfg.Keys, "verdict"))
+	}
+	if cfg.RateLimit.Rate > 0 {
+		decisions.Use((&limiter{cfg: cfg.RateLimit}).limit)
+	}
+	decisions.POST("/decide", s.decide)
+	decisions.POST("/identify", s.identify)
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
-	if cfg.Admin != nil {
-		s.adminRoutes(r)
-	}
-	if cfg.Metrics != nil {
-		r.GET("/metrics", gin.WrapH(cfg.Metrics.Handler()))
-	}
+	jsonFallbacks(r)
+	return r
+}
+
+// jsonFallbacks answers unknown routes and methods with JSON errors.
+func jsonFallbacks(r *gin.Engine) {
 	r.NoRoute(func(c *gin.Context) {
 		writeError(c, &apiError{http.StatusNotFound, "not_found",
 			fmt.Sprintf("no route for %s %s", c.Request.Method, c.Request.URL.Path)})
@@ -103,7 +112,6 @@ func New(cfg Config, d Decider) http.Handler {
 		writeError(c, &apiError{http.StatusMethodNotAllowed, "method_not_allowed",
 			fmt.Sprintf("%s %s: method not allowed; allowed: %s", c.Request.Method, c.Request.URL.Path, strings.Join(allow, ", "))})
 	})
-	return r
 }
 
 // TokenHash is how logs identify a session token: the first 12 hex digits
@@ -206,7 +214,7 @@ func (s *server) decide(c *gin.Context) {
 	actionType, _ := req.Action["type"].(string)
 	s.cfg.Metrics.observeDecision(d, actionType, elapsed)
 	if s.cfg.DecisionLog != nil {
-		s.cfg.DecisionLog.Log(decisionlog.Record{Decision: d, Request: req,
+		s.cfg.DecisionLog.Log(decisionlog.Record{Decision: d, Request: req, KeyName: KeyName(c.Request.Context()),
 			RequestID: RequestID(c.Request.Context()), At: start, Elapsed: elapsed})
 	}
 	c.JSON(http.StatusOK, NewDecideResponse(d, elapsed))

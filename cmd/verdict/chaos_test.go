@@ -53,6 +53,7 @@ type result struct {
 type chaos struct {
 	t      *testing.T
 	base   string
+	admin  string
 	fake   *csidetest.Server
 	logs   *logLines
 	client *http.Client
@@ -65,10 +66,13 @@ func startChaos(t *testing.T, extra ...string) *chaos {
 	t.Helper()
 	fake := csidetest.NewServer()
 	t.Cleanup(fake.Close)
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--cside-url", fake.URL, "--log-level", "debug"}, extra...)
+	// The chaos suite is about resilience: no keys (the auth tests cover them).
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--insecure-no-auth",
+		"--cside-url", fake.URL, "--log-level", "debug"}, extra...)
 	base, logs, stop := startServeArgs(t, args...)
 	tr := &http.Transport{MaxIdleConnsPerHost: 1024}
-	c := &chaos{t: t, base: base, fake: fake, logs: logs, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, stop: stop}
+	c := &chaos{t: t, base: base, admin: "http://" + logs.adminAddr(), fake: fake, logs: logs,
+		client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, stop: stop}
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
 			t.Errorf("serve returned %v at shutdown, want nil", err)

@@ -52,6 +52,7 @@ type logLines struct {
 	mu    sync.Mutex
 	lines []string
 	addr  chan string
+	admin string // the admin listener's address, once logged
 }
 
 func (l *logLines) consume(r io.Reader) {
@@ -66,10 +67,23 @@ func (l *logLines) consume(r io.Reader) {
 			Msg  string `json:"msg"`
 			Addr string `json:"addr"`
 		}
-		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "verdict listening" {
-			l.addr <- entry.Addr
+		if json.Unmarshal([]byte(line), &entry) == nil {
+			switch entry.Msg {
+			case "admin listening": // logged before "verdict listening"
+				l.mu.Lock()
+				l.admin = entry.Addr
+				l.mu.Unlock()
+			case "verdict listening":
+				l.addr <- entry.Addr
+			}
 		}
 	}
+}
+
+func (l *logLines) adminAddr() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.admin
 }
 
 func (l *logLines) all() string {
@@ -83,7 +97,7 @@ func (l *logLines) all() string {
 // serve's error.
 func startServe(t *testing.T, extra ...string) (string, *logLines, func() error) {
 	t.Helper()
-	return startServeArgs(t, append([]string{"serve", "--demo", "--addr", "127.0.0.1:0"}, extra...)...)
+	return startServeArgs(t, append([]string{"serve", "--demo", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, extra...)...)
 }
 
 // startServeArgs runs verdict with args in-process, as startServe does.
@@ -224,7 +238,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		_, _ = w.Write(payload)
 	}))
 	defer upstream.Close()
-	base, _, stop := startServeArgs(t, "serve", "--addr", "127.0.0.1:0", "--cside-url", upstream.URL)
+	base, _, stop := startServeArgs(t, "serve", "--addr", "127.0.0.1:0", "--admin-addr", "off", "--insecure-no-auth", "--cside-url", upstream.URL)
 
 	type result struct {
 		status int
@@ -271,7 +285,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 // as main) and stops it with SIGTERM.
 func TestSIGTERMExitsZero(t *testing.T) {
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "VERDICT_TEST_MAIN=1", "VERDICT_TEST_ARGS=serve --demo --addr 127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "VERDICT_TEST_MAIN=1", "VERDICT_TEST_ARGS=serve --demo --addr 127.0.0.1:0 --admin-addr 127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -134,7 +134,7 @@ func TestRunCommands(t *testing.T) {
 func TestServeFailsOnBadPolicies(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir+"/p.rego", "package verdict\n\ndecision := \"allow\"\n")
-	err := run(context.Background(), []string{"serve", "--demo", "--addr", "127.0.0.1:0", "--policies", dir}, env(nil), io.Discard, io.Discard)
+	err := run(context.Background(), []string{"serve", "--demo", "--addr", "127.0.0.1:0", "--admin-addr", "off", "--policies", dir}, env(nil), io.Discard, io.Discard)
 	if err == nil || exitCode(err) != 3 || !strings.Contains(err.Error(), "data.verdict.reasons") {
 		t.Errorf("serve with a policy set lacking reasons: %v, want exit 3 naming data.verdict.reasons", err)
 	}

@@ -68,7 +68,11 @@ test_login if verdict.decision == "allow" with input as {"action": {"type": "log
 
 func (c *chaos) getJSON(path string, v any) int {
 	c.t.Helper()
-	resp, err := c.client.Get(c.base + path)
+	base := c.base
+	if strings.HasPrefix(path, "/admin/") || path == "/metrics" {
+		base = c.admin
+	}
+	resp, err := c.client.Get(base + path)
 	if err != nil {
 		c.t.Fatalf("GET %s: %v", path, err)
 	}
@@ -90,7 +94,7 @@ type reloadAnswer struct {
 
 func (c *chaos) reload() (int, reloadAnswer) {
 	c.t.Helper()
-	resp, err := c.client.Post(c.base+"/admin/policies/reload", "application/json", nil)
+	resp, err := c.client.Post(c.admin+"/admin/policies/reload", "application/json", nil)
 	if err != nil {
 		c.t.Fatalf("POST /admin/policies/reload: %v", err)
 	}
@@ -316,7 +320,7 @@ func TestSIGHUPReloads(t *testing.T) {
 	dir := t.TempDir()
 	variant(t, dir, "deny")
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "VERDICT_TEST_MAIN=1", "VERDICT_TEST_ARGS=serve --demo --addr 127.0.0.1:0 --policies "+dir)
+	cmd.Env = append(os.Environ(), "VERDICT_TEST_MAIN=1", "VERDICT_TEST_ARGS=serve --demo --addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --policies "+dir)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

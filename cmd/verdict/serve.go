@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -52,6 +51,14 @@ type serveConfig struct {
 	logLevel        logLevel
 	accessLog       bool
 	decisionLog     decisionLogFlags
+	apiKeys         keySource
+	adminKeys       keySource
+	adminAddr       string
+	insecureNoAuth  bool
+	rateLimit       float64
+	rateBurst       count
+	tlsCert         string
+	tlsKey          string
 }
 
 // decisionLogFlags configure the decision log.
@@ -95,6 +102,8 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 			minRequests:         10,
 		},
 		accessLog: true,
+		adminAddr: "127.0.0.1:9090",
+		rateBurst: 100,
 		decisionLog: decisionLogFlags{
 			buffer: decisionlog.DefaultBuffer, maxSizeMB: decisionlog.DefaultMaxSizeMB, maxBackups: decisionlog.DefaultMaxBackups,
 		},
@@ -121,6 +130,14 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Var(&cfg.breaker.minRequests, "breaker-min-requests", "requests in the window before the failure ratio applies")
 	fs.BoolVar(&cfg.demo, "demo", false, "start a fake cside on a loopback port serving the demo-* tokens and use it")
 	fs.Var(&cfg.logLevel, "log-level", "log level: debug, info, warn or error")
+	fs.StringVar(&cfg.apiKeys.file, "api-keys-file", "", `API keys /decide and /identify accept, one "name:key" per line (also VERDICT_API_KEYS; re-read on SIGHUP)`)
+	fs.StringVar(&cfg.adminAddr, "admin-addr", cfg.adminAddr, `listen address of the admin routes (/admin/*, /metrics); "off" disables them`)
+	fs.StringVar(&cfg.adminKeys.file, "admin-keys-file", "", `admin keys, one "name:key" per line (also VERDICT_ADMIN_KEYS; re-read on SIGHUP)`)
+	fs.BoolVar(&cfg.insecureNoAuth, "insecure-no-auth", false, "serve without API keys (never in production; --demo implies it when no keys are given)")
+	fs.Float64Var(&cfg.rateLimit, "rate-limit", 0, "requests per second each API key may make on average (0: no limit)")
+	fs.Var(&cfg.rateBurst, "rate-burst", "requests an API key may make at once above its rate")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate (PEM) for both listeners; re-read on SIGHUP")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key (PEM) for --tls-cert")
 	fs.BoolVar(&cfg.accessLog, "access-log", true, "log one line per request (method, route, status, latency)")
 	fs.StringVar(&cfg.decisionLog.file, "decision-log", "", "write every decision as a JSON line to this file (size-rotated)")
 	fs.BoolVar(&cfg.decisionLog.stdout, "decision-log-stdout", false, "write every decision as a JSON line to stdout")
@@ -147,6 +164,19 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	}
 	cliOrEnv := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { cliOrEnv[f.Name] = true })
+	cfg.apiKeys.flag, cfg.apiKeys.env, cfg.apiKeys.value = "api-keys-file", "VERDICT_API_KEYS", getenv("VERDICT_API_KEYS")
+	cfg.adminKeys.flag, cfg.adminKeys.env, cfg.adminKeys.value = "admin-keys-file", "VERDICT_ADMIN_KEYS", getenv("VERDICT_ADMIN_KEYS")
+	if cfg.rateLimit < 0 || cfg.rateLimit > 1e9 {
+		return cfg, fmt.Errorf("%w: -rate-limit %v: want requests per second, 0 for none", errUsage, cfg.rateLimit)
+	}
+	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
+		return cfg, fmt.Errorf("%w: -tls-cert and -tls-key go together", errUsage)
+	}
+	if cfg.adminAddr != "off" {
+		if _, _, err := net.SplitHostPort(cfg.adminAddr); err != nil {
+			return cfg, fmt.Errorf("%w: -admin-addr %q: want host:port or off", errUsage, cfg.adminAddr)
+		}
+	}
 	if _, err := decisionlog.ParseMasks(cfg.decisionLog.masks); err != nil {
 		return cfg, fmt.Errorf("%w: -decision-log-mask: %w", errUsage, err)
 	}
@@ -173,35 +203,20 @@ func staleGrace(d time.Duration) time.Duration {
 	return d
 }
 
-// watchPolicies reloads the policy sets on SIGHUP (both) and when their
-// directories change (each its own), until ctx ends; every outcome is
-// logged.
-func watchPolicies(ctx context.Context, log *slog.Logger, eng *engine.Engine, cfg serveConfig) error {
-	logResult := func(set, trigger string, r engine.ReloadResult) {
-		if r.OK {
-			log.Info("policies reloaded", "set", set, "trigger", trigger, "revision", r.Revision)
-			return
-		}
-		log.Error("policy reload refused; the previous set keeps serving", "set", set, "trigger", trigger,
-			"revision", r.Revision, "error", r.Err)
+// logReload logs the outcome of a policy reload.
+func logReload(log *slog.Logger, set, trigger string, r engine.ReloadResult) {
+	if r.OK {
+		log.Info("policies reloaded", "set", set, "trigger", trigger, "revision", r.Revision)
+		return
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				report := eng.Reload(ctx)
-				logResult("live", "SIGHUP", report.Live)
-				if report.Shadow != nil {
-					logResult("shadow", "SIGHUP", *report.Shadow)
-				}
-			}
-		}
-	}()
+	log.Error("policy reload refused; the previous set keeps serving", "set", set, "trigger", trigger,
+		"revision", r.Revision, "error", r.Err)
+}
+
+// watchPolicies reloads each policy set when its directory changes, until
+// ctx ends.
+func watchPolicies(ctx context.Context, log *slog.Logger, eng *engine.Engine, cfg serveConfig) error {
+	logResult := func(set, trigger string, r engine.ReloadResult) { logReload(log, set, trigger, r) }
 	onError := func(err error) { log.Warn("watching policies", "error", err) }
 	if cfg.policies != "" {
 		err := engine.Watch(ctx, cfg.policies, 0, func() { logResult("live", "file change", eng.Live().Reload(ctx)) }, onError)
@@ -216,6 +231,78 @@ func watchPolicies(ctx context.Context, log *slog.Logger, eng *engine.Engine, cf
 		}
 	}
 	return nil
+}
+
+// listenerKeys loads one listener's keys. Without keys, serve refuses to
+// start unless --demo or --insecure-no-auth says otherwise, and warns.
+func listenerKeys(log *slog.Logger, cfg serveConfig, src keySource, listener string) (*api.Keys, error) {
+	keys, err := src.load()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if len(keys) > 0 {
+		log.Info("API keys loaded", "listener", listener, "keys", len(keys))
+		return api.NewKeys(keys), nil
+	}
+	if !cfg.demo && !cfg.insecureNoAuth {
+		return nil, fmt.Errorf("%w: refusing to serve the %s listener without keys: set -%s or %s (or -insecure-no-auth)",
+			errUsage, listener, src.flag, src.env)
+	}
+	log.Warn("AUTHENTICATION DISABLED: anyone who reaches this listener is served", "listener", listener)
+	return nil, nil
+}
+
+func keysOf(a *api.AdminConfig) *api.Keys {
+	if a == nil {
+		return nil
+	}
+	return a.Keys
+}
+
+// reloadOnHUP reloads, on every SIGHUP until ctx ends, the policy sets, the
+// key files and the TLS certificate. What fails to reload is logged and the
+// previous version keeps serving.
+func reloadOnHUP(ctx context.Context, log *slog.Logger, eng *engine.Engine, certs *certificates, cfg serveConfig, apiKeys, adminKeys *api.Keys) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		report := eng.Reload(ctx)
+		logReload(log, "live", "SIGHUP", report.Live)
+		if report.Shadow != nil {
+			logReload(log, "shadow", "SIGHUP", *report.Shadow)
+		}
+		for _, k := range []struct {
+			keys *api.Keys
+			src  keySource
+			name string
+		}{{apiKeys, cfg.apiKeys, "public"}, {adminKeys, cfg.adminKeys, "admin"}} {
+			if k.keys == nil {
+				continue
+			}
+			switch keys, err := k.src.load(); {
+			case err != nil:
+				log.Error("keys not reloaded; the previous keys stay valid", "listener", k.name, "error", err)
+			case len(keys) == 0:
+				log.Error("keys not reloaded: none left; the previous keys stay valid", "listener", k.name)
+			default:
+				k.keys.Replace(keys)
+				log.Info("API keys reloaded", "listener", k.name, "keys", len(keys))
+			}
+		}
+		if certs != nil {
+			if err := certs.reload(); err != nil {
+				log.Error("TLS certificate not reloaded; the previous one keeps serving", "error", err)
+			} else {
+				log.Info("TLS certificate reloaded")
+			}
+		}
+	}
 }
 
 // serve runs the decision service until ctx ends, then shuts down
@@ -353,48 +440,55 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return decisions.Dropped()
 		},
 	}, nil)
-	apiCfg := api.Config{Logger: log, BreakerState: client.BreakerState, Admin: eng, Metrics: metrics, NoAccessLog: !cfg.accessLog}
+	apiCfg := api.Config{Logger: log, BreakerState: client.BreakerState, Metrics: metrics, NoAccessLog: !cfg.accessLog,
+		RateLimit: api.RateLimit{Rate: cfg.rateLimit, Burst: int(cfg.rateBurst)}}
 	if decisions != nil {
 		apiCfg.DecisionLog = decisions
 	}
+	if apiCfg.Keys, err = listenerKeys(log, cfg, cfg.apiKeys, "public"); err != nil {
+		return err
+	}
+	var adminCfg *api.AdminConfig
+	if cfg.adminAddr != "off" {
+		adminCfg = &api.AdminConfig{Admin: eng, Metrics: metrics, Logger: log}
+		if adminCfg.Keys, err = listenerKeys(log, cfg, cfg.adminKeys, "admin"); err != nil {
+			return err
+		}
+	}
 
-	ln, err := net.Listen("tcp", string(cfg.addr))
+	var certs *certificates
+	if cfg.tlsCert != "" {
+		if certs, err = loadCertificates(cfg.tlsCert, cfg.tlsKey); err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+	}
+	public, err := newListener("public", string(cfg.addr), api.New(apiCfg, eng), log)
 	if err != nil {
 		return fmt.Errorf("-addr %s: %w", cfg.addr, err)
 	}
-	srv := &http.Server{
-		Handler:           api.New(apiCfg, eng),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	listeners := []*listener{public}
+	if adminCfg != nil {
+		admin, err := newListener("admin", cfg.adminAddr, api.NewAdmin(*adminCfg), log)
+		if err != nil {
+			_ = public.ln.Close()
+			return fmt.Errorf("-admin-addr %s: %w", cfg.adminAddr, err)
+		}
+		listeners = append(listeners, admin)
+		log.Info("admin listening", "addr", admin.addr, "auth", adminCfg.Keys != nil)
 	}
+	go reloadOnHUP(ctx, log, eng, certs, cfg, apiCfg.Keys, keysOf(adminCfg))
 	log.Info("verdict listening",
-		"addr", ln.Addr().String(),
+		"addr", public.addr,
+		"tls", certs != nil,
+		"auth", apiCfg.Keys != nil,
 		"version", buildVersion(),
 		"policies", policySource,
 		"revision", eng.Revision(),
 		"shadow_policies", cfg.shadowPolicies,
 		"cside_url", string(cfg.csideURL),
 		"cside_header", cfg.csideHeader.String())
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout.String())
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutting down: %w", err)
-	}
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serving: %w", err)
+	if err := serveAll(ctx, log, certs, listeners...); err != nil {
+		return err
 	}
 	log.Info("shut down cleanly")
 	return nil

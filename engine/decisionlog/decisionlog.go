@@ -99,8 +99,10 @@ type Record struct {
 	Decision  engine.Decision
 	Request   engine.Request
 	RequestID string
-	At        time.Time
-	Elapsed   time.Duration
+	// KeyName names the caller's API key (never the key itself).
+	KeyName string
+	At      time.Time
+	Elapsed time.Duration
 }
 
 // Entry is one line of the decision log.
@@ -108,6 +110,7 @@ type Entry struct {
 	DecisionID    string            `json:"decision_id"`
 	Timestamp     time.Time         `json:"timestamp"`
 	RequestID     string            `json:"request_id,omitempty"`
+	Key           string            `json:"key,omitempty"`
 	Action        map[string]any    `json:"action"`
 	ExternalIDs   map[string]string `json:"external_ids"`
 	TokenHash     string            `json:"token_hash"`
@@ -256,6 +259,7 @@ func (l *Logger) line(r Record) ([]byte, error) {
 		DecisionID:  d.ID,
 		Timestamp:   r.At.UTC(),
 		RequestID:   r.RequestID,
+		Key:         r.KeyName,
 		Action:      r.Request.Action,
 		ExternalIDs: make(map[string]string, len(r.Request.ExternalIDs)),
 		TokenHash:   Hash(r.Request.Token),
