@@ -172,7 +172,6 @@ type Client struct {
 	clientIDURL  string
 	http         *http.Client
 	breaker      *gobreaker.CircuitBreaker[[]byte]
-	headerCanon  string
 	maxBodyBytes int64
 }
 
@@ -383,7 +382,7 @@ func (c *Client) call(ctx context.Context, target, path, token string) ([]byte, 
 // the budget has no room for a retry after the pause, or when the budget
 // ends during it.
 func (c *Client) pause(budget context.Context) bool {
-	d := time.Duration(float64(c.cfg.RetryBackoff) * (0.5 + rand.Float64()))
+	d := time.Duration(float64(c.cfg.RetryBackoff) * (0.5 + rand.Float64())) // #nosec G404 -- jitter spreads retries; it needs no unpredictability
 	if deadline, ok := budget.Deadline(); ok && time.Until(deadline) <= d {
 		return false
 	}

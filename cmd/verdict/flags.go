@@ -21,7 +21,9 @@ import (
 // byteSize is a size such as 64MiB, 256MB or 1048576.
 type byteSize int64
 
-func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
+func (b *byteSize) String() string {
+	return humanize.IBytes(uint64(*b)) // #nosec G115 -- Set accepts 1 MiB to 1 TiB only: never negative
+}
 
 func (b *byteSize) Set(s string) error {
 	n, err := humanize.ParseBytes(s)

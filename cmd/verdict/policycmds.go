@@ -11,7 +11,6 @@ import (
 	"maps"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -283,21 +282,35 @@ func fmtCmd(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, p.File)
 			continue
 		}
-		path := filepath.Join(dir, filepath.FromSlash(p.File))
-		src, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		out, err := engine.Format(p.File, src)
-		if err != nil {
-			return policyErr(err)
-		}
-		if err := os.WriteFile(path, out, 0o644); err != nil { //nolint:gosec // policy files are not secrets
+		if err := formatInPlace(dir, p.File); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "formatted %s\n", p.File)
 	}
 	return failed
+}
+
+// formatInPlace rewrites one file of dir formatted, keeping its mode. The
+// file is opened through os.Root: a name cannot reach outside dir.
+func formatInPlace(dir, name string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	st, err := root.Stat(name)
+	if err != nil {
+		return err
+	}
+	src, err := root.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	out, err := engine.Format(name, src)
+	if err != nil {
+		return policyErr(err)
+	}
+	return root.WriteFile(name, out, st.Mode().Perm())
 }
 
 // evalOutput is what `verdict eval` prints: the /decide answer, plus the
