@@ -533,3 +533,32 @@ func BenchmarkDecideCached(b *testing.B) {
 		b.Fatalf("upstream requests = %d, want 1 (every decision but the first from the cache)", s.fake.ClientRequests())
 	}
 }
+
+func TestDecideRejectsUnsafeJSON(t *testing.T) {
+	s := newStack(t, nil)
+	// body and action are two levels: 30 arrays make 32, 31 make 33.
+	deep := `{"token": "demo-human", "action": {"type": "login", "x": ` + strings.Repeat("[", 30) + strings.Repeat("]", 30) + `}}`
+	deeper := `{"token": "demo-human", "action": {"type": "login", "x": ` + strings.Repeat("[", 31) + strings.Repeat("]", 31) + `}}`
+	tests := []struct {
+		name, body, wantMsg string
+		wantStatus          int
+	}{
+		{"duplicate top-level key", `{"token": "demo-human", "token": "demo-bot", "action": {"type": "login"}}`, `token: duplicate key`, 400},
+		{"duplicate nested key", `{"token": "demo-human", "action": {"type": "login", "type": "checkout"}}`, `action.type: duplicate key`, 400},
+		{"same key in sibling objects is fine", `{"token": "demo-human", "action": {"type": "login", "a": {"k": 1}, "b": {"k": 2}}}`, "", 200},
+		{"nesting at the limit", deep, "", 200},
+		{"nesting past the limit", deeper, "nested deeper than 32 levels", 400},
+		{"huge integer", `{"token": "demo-human", "action": {"type": "checkout", "amount": 1` + strings.Repeat("0", 40) + `}}`, "action.amount: number", 400},
+		{"number beyond float64", `{"token": "demo-human", "action": {"type": "checkout", "amount": 1e400}}`, "action.amount: number", 400},
+		{"huge number in an array", `{"token": "demo-human", "action": {"type": "checkout", "items": [1, 2, 9e999]}}`, "action.items[2]: number", 400},
+		{"ordinary numbers", `{"token": "demo-human", "action": {"type": "checkout", "amount": 129.99, "n": -3, "e": 1.5e3}}`, "", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := s.do(http.MethodPost, "/decide", "application/json", tt.body)
+			if rec.Code != tt.wantStatus || !strings.Contains(rec.Body.String(), tt.wantMsg) {
+				t.Errorf("POST /decide = %d %s, want %d mentioning %q", rec.Code, rec.Body, tt.wantStatus, tt.wantMsg)
+			}
+		})
+	}
+}

@@ -71,6 +71,9 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (map[stri
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
 		return nil, invalidRequest("request body must be a JSON object")
 	}
+	if err := checkStructure(body); err != nil {
+		return nil, err
+	}
 	return fields, nil
 }
 

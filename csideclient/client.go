@@ -508,12 +508,43 @@ func statusError(path string, status int) error {
 	return fmt.Errorf("cside %s: status %d: %w", path, status, kind)
 }
 
+// MaxPayloadDepth is the deepest nesting of objects and arrays accepted in
+// a datapoints payload; cside's is about 4.
+const MaxPayloadDepth = 64
+
 func validatePayload(path string, body []byte) ([]byte, error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(body) {
+	switch {
+	case len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(body):
 		return nil, fmt.Errorf("cside %s: answer is not a JSON object: %w", path, ErrUnavailable)
+	case !utf8.Valid(body):
+		return nil, fmt.Errorf("cside %s: answer is not valid UTF-8: %w", path, ErrUnavailable)
+	case depth(body) > MaxPayloadDepth:
+		return nil, fmt.Errorf("cside %s: answer nested deeper than %d levels: %w", path, MaxPayloadDepth, ErrUnavailable)
 	}
 	return body, nil
+}
+
+// depth returns the deepest nesting of objects and arrays in valid JSON.
+func depth(b []byte) int {
+	d, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped = c == '\\'
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			d++
+			deepest = max(deepest, d)
+		case c == '}' || c == ']':
+			d--
+		}
+	}
+	return deepest
 }
 
 func validateClientID(path string, body []byte) ([]byte, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -180,4 +181,31 @@ func ExampleClient_Datapoints() {
 	// Output:
 	// true <nil>
 	// cside /token/v1/client: status 404: not found
+}
+
+func TestHostilePayloads(t *testing.T) {
+	human, _ := csidetest.Payload("demo-human")
+	tests := []struct {
+		name string
+		body []byte
+		ok   bool
+	}{
+		{"invalid UTF-8 in a string", []byte("{\"a\": \"\xff\xfe\"}"), false},
+		{"nested 65 deep", []byte(`{"a":` + strings.Repeat("[", 64) + strings.Repeat("]", 64) + `}`), false},
+		{"nested 64 deep", []byte(`{"a":` + strings.Repeat("[", 63) + strings.Repeat("]", 63) + `}`), true},
+		{"brackets inside strings do not count", []byte(`{"a": "` + strings.Repeat("[", 100) + `\"` + `"}`), true},
+		{"the human payload", human, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newPlainServer(t, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(tt.body) })
+			c := newClient(t, csideclient.Config{BaseURL: srv.URL})
+			_, err := c.Datapoints(context.Background(), "tok")
+			if tt.ok {
+				checkErr(t, "Datapoints", err, nil)
+			} else {
+				checkErr(t, "Datapoints", err, csideclient.ErrUnavailable)
+			}
+		})
+	}
 }

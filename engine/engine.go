@@ -34,6 +34,9 @@ import (
 // falls back to a default decision.
 var ErrPolicy = errors.New("policy produced no valid decision")
 
+// DefaultEvalTimeout bounds one policy evaluation.
+const DefaultEvalTimeout = 50 * time.Millisecond
+
 // Effects, in increasing order of severity.
 const (
 	Allow     = "allow"
@@ -66,6 +69,9 @@ type Config struct {
 	// OnDisagreement, if set, is called (from the shadow goroutine) for
 	// every decision the shadow set made differently.
 	OnDisagreement func(Disagreement)
+	// EvalTimeout bounds one policy evaluation in Decide; past it the
+	// decision fails with ErrPolicy. Zero means DefaultEvalTimeout (50 ms).
+	EvalTimeout time.Duration
 	// OnReload, if set, is called after every reload of the live ("live")
 	// or shadow ("shadow") set, whatever triggered it.
 	OnReload func(set string, r ReloadResult)
@@ -124,6 +130,7 @@ type Engine struct {
 	live           *Slot
 	shadow         *shadow
 	shadowByCaller bool
+	evalTimeout    time.Duration
 }
 
 // New verifies cfg.Policies (and cfg.ShadowPolicies) and returns an Engine
@@ -140,7 +147,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	live.onReload = reloadHook(cfg.OnReload, "live")
-	e := &Engine{source: cfg.Source, live: live, shadowByCaller: cfg.ShadowByCaller}
+	e := &Engine{source: cfg.Source, live: live, shadowByCaller: cfg.ShadowByCaller,
+		evalTimeout: cmp.Or(cfg.EvalTimeout, DefaultEvalTimeout)}
 	if cfg.ShadowPolicies != nil {
 		slot, err := NewSlot(ctx, cfg.ShadowPolicies, cfg.CaseSource)
 		if err != nil {
@@ -226,8 +234,14 @@ func (e *Engine) Reload(ctx context.Context) ReloadReport {
 // wrap ErrPolicy, or are the context's error.
 func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	dp := e.source.Datapoints(ctx, req.Token)
-	d, err := e.live.Current().Eval(ctx, req, dp)
+	set := e.live.Current()
+	evalCtx, cancel := context.WithTimeout(ctx, e.evalTimeout)
+	d, err := set.Eval(evalCtx, req, dp)
+	cancel()
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return Decision{}, fmt.Errorf("%w: revision %s: evaluation exceeded %v", ErrPolicy, set.revision, e.evalTimeout)
+		}
 		return Decision{}, err
 	}
 	id, err := uuid.NewV7()

@@ -554,3 +554,29 @@ func TestDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestNetworkAndHostBuiltinsRefused(t *testing.T) {
+	for _, call := range []string{`http.send({"method": "GET", "url": "http://example.com"})`, `net.lookup_ip_addr("example.com")`, `opa.runtime()`} {
+		_, err := engine.Compile(context.Background(), files("p.rego", minimal+"\nx := "+call+"\n"))
+		if !errors.Is(err, engine.ErrPolicyLoad) || !strings.Contains(err.Error(), "disabled") {
+			t.Errorf("Compile(policy calling %s) = %v, want ErrPolicyLoad saying it is disabled", call, err)
+		}
+	}
+}
+
+func TestEvalTimeout(t *testing.T) {
+	ctx := context.Background()
+	slow := "package verdict\n\ndefault decision := \"allow\"\n\ndecision := \"deny\" if count([1 | some _ in numbers.range(1, 100000000)]) == 0\n\nreasons := set()\n"
+	e, err := engine.New(ctx, engine.Config{Policies: files("p.rego", slow), Source: realSource(t), EvalTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = e.Decide(ctx, engine.Request{Token: "demo-unknown", Action: map[string]any{"type": "login"}})
+	if !errors.Is(err, engine.ErrPolicy) || !strings.Contains(err.Error(), "exceeded 50ms") || !strings.Contains(err.Error(), e.Revision()) {
+		t.Errorf("Decide(slow policy) = %v, want ErrPolicy saying the evaluation exceeded 50ms, with the revision", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Decide(slow policy) took %v, want it cut off near 50ms", took)
+	}
+}

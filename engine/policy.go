@@ -73,6 +73,19 @@ func (p *PolicySet) Files() []string { return slices.Clone(p.files) }
 // LoadedAt is when the set was compiled.
 func (p *PolicySet) LoadedAt() time.Time { return p.loadedAt }
 
+// disabledBuiltins are refused at load: a policy decides on its input and
+// data, and never reaches the network or the host.
+var disabledBuiltins = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
+
+// capabilities are OPA's, minus disabledBuiltins.
+var capabilities = func() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	caps.Builtins = slices.DeleteFunc(caps.Builtins, func(b *ast.Builtin) bool {
+		return slices.Contains(disabledBuiltins, b.Name)
+	})
+	return caps
+}()
+
 // isPolicyFile reports whether the loader reads name, the way `opa run DIR`
 // does: Rego modules, and JSON or YAML data documents.
 func isPolicyFile(name string) bool {
@@ -167,9 +180,16 @@ func load(fsys fs.FS) (*loaded, error) {
 	modules := res.ParsedModules()
 	compiler := ast.NewCompiler().
 		WithStrict(true).
+		WithCapabilities(capabilities).
 		WithEnablePrintStatements(true)
 	compiler.Compile(modules)
 	if compiler.Failed() {
+		for _, name := range disabledBuiltins {
+			if strings.Contains(compiler.Errors.Error(), "undefined function "+name) {
+				return nil, fmt.Errorf("%w: %w (%s are disabled: policies must not reach the network or the host)",
+					ErrPolicyLoad, compiler.Errors, strings.Join(disabledBuiltins, ", "))
+			}
+		}
 		return nil, fmt.Errorf("%w: %w", ErrPolicyLoad, compiler.Errors)
 	}
 	return &loaded{

@@ -8,12 +8,17 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/tester"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
+
+// caseTimeout bounds one golden case (a scenario's lookup included), like
+// OPA's tester bounds a Rego test.
+const caseTimeout = 5 * time.Second
 
 // ErrTestsFailed is wrapped when a policy set's own tests or golden cases
 // fail, or its coverage is below the threshold asked for.
@@ -140,7 +145,9 @@ func RunSuite(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*Suite, error
 		if filter != nil && !filter.MatchString(c.Name) {
 			continue
 		}
-		d, diffs, err := set.RunCase(ctx, c, opts.CaseSource)
+		caseCtx, cancel := context.WithTimeout(ctx, caseTimeout)
+		d, diffs, err := set.RunCase(caseCtx, c, opts.CaseSource)
+		cancel()
 		suite.Cases = append(suite.Cases, CaseResult{Case: c, Decision: d, Diffs: diffs, Err: err})
 	}
 	return suite, nil

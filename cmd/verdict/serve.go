@@ -59,6 +59,7 @@ type serveConfig struct {
 	rateBurst       count
 	tlsCert         string
 	tlsKey          string
+	evalTimeout     positiveDuration
 }
 
 // decisionLogFlags configure the decision log.
@@ -101,9 +102,10 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 			failureRatio:        0.5,
 			minRequests:         10,
 		},
-		accessLog: true,
-		adminAddr: "127.0.0.1:9090",
-		rateBurst: 100,
+		accessLog:   true,
+		adminAddr:   "127.0.0.1:9090",
+		evalTimeout: positiveDuration(engine.DefaultEvalTimeout),
+		rateBurst:   100,
 		decisionLog: decisionLogFlags{
 			buffer: decisionlog.DefaultBuffer, maxSizeMB: decisionlog.DefaultMaxSizeMB, maxBackups: decisionlog.DefaultMaxBackups,
 		},
@@ -138,6 +140,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Var(&cfg.rateBurst, "rate-burst", "requests an API key may make at once above its rate")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate (PEM) for both listeners; re-read on SIGHUP")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key (PEM) for --tls-cert")
+	fs.Var(&cfg.evalTimeout, "eval-timeout", "longest one policy evaluation may run; past it the request fails with 500 policy_error")
 	fs.BoolVar(&cfg.accessLog, "access-log", true, "log one line per request (method, route, status, latency)")
 	fs.StringVar(&cfg.decisionLog.file, "decision-log", "", "write every decision as a JSON line to this file (size-rotated)")
 	fs.BoolVar(&cfg.decisionLog.stdout, "decision-log-stdout", false, "write every decision as a JSON line to stdout")
@@ -371,9 +374,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer closeCases()
 
 	engCfg := engine.Config{
-		Policies:   policies.FS(),
-		Source:     datapoints,
-		CaseSource: caseSource,
+		Policies:    policies.FS(),
+		Source:      datapoints,
+		CaseSource:  caseSource,
+		EvalTimeout: time.Duration(cfg.evalTimeout),
 		OnDisagreement: func(d engine.Disagreement) {
 			log.Info("shadow policies disagree",
 				"decision_id", d.DecisionID, "live", d.Live, "shadow", d.Shadow,
