@@ -121,7 +121,7 @@ func execSelf(t *testing.T, extraEnv []string, args string) *selfProcess {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	logs := &logLines{addr: make(chan string, 1)}
+	logs := newLogLines()
 	go logs.consume(stderr)
 	select {
 	case addr := <-logs.addr:

@@ -8,6 +8,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"slices"
@@ -95,8 +96,15 @@ func (c *chaos) decide(token string, action string) result {
 	defer resp.Body.Close()
 	var r result
 	r.status = resp.StatusCode
-	r.err = json.NewDecoder(resp.Body).Decode(&r.body)
+	raw, err := io.ReadAll(resp.Body)
 	r.latency = time.Since(start)
+	if err == nil {
+		err = json.Unmarshal(raw, &r.body)
+	}
+	if err == nil && strings.Contains(string(raw), token) {
+		err = fmt.Errorf("the answer contains the token: %s", raw)
+	}
+	r.err = err
 	return r
 }
 

@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 		return
 	}
 	code := m.Run()
+	if code == 0 {
+		code = scanForSecrets()
+	}
 	// Idle keep-alive connections of the tests' own HTTP clients are not
 	// leaks; everything else still running once every server stopped is.
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
@@ -45,6 +48,42 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// everyLog holds the logs of every server the tests started, for
+// scanForSecrets.
+var everyLog struct {
+	sync.Mutex
+	logs []*logLines
+}
+
+// secrets are what no log line may ever contain: the session tokens and
+// API keys the tests send (exact demo tokens, and the prefixes of the
+// generated ones).
+var secrets = append(csidetest.Tokens(), "demo-human-", "tok-", "tok_", "ck_live_", "ops_key_")
+
+// scanForSecrets checks every log line of every server started by the
+// tests (e2e, chaos, reload, auth) for a token or key; it returns the exit
+// code.
+func scanForSecrets() int {
+	everyLog.Lock()
+	defer everyLog.Unlock()
+	lines := 0
+	for _, l := range everyLog.logs {
+		all := l.all()
+		lines += strings.Count(all, "\n") + 1
+		for _, s := range secrets {
+			if i := strings.Index(all, s); i >= 0 {
+				fmt.Fprintf(os.Stderr, "secret %q in a server log: ...%s...\n", s, all[max(0, i-80):min(len(all), i+80)])
+				return 1
+			}
+		}
+	}
+	if len(everyLog.logs) < 10 || lines < 100 {
+		fmt.Fprintf(os.Stderr, "scanForSecrets saw %d logs, %d lines: too few for the suites\n", len(everyLog.logs), lines)
+		return 1
+	}
+	return 0
 }
 
 // logLines collects a server's JSON log lines and announces its address.
@@ -80,6 +119,15 @@ func (l *logLines) consume(r io.Reader) {
 	}
 }
 
+// newLogLines returns a collector registered for scanForSecrets.
+func newLogLines() *logLines {
+	l := &logLines{addr: make(chan string, 1)}
+	everyLog.Lock()
+	everyLog.logs = append(everyLog.logs, l)
+	everyLog.Unlock()
+	return l
+}
+
 func (l *logLines) adminAddr() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -105,7 +153,7 @@ func startServeArgs(t *testing.T, args ...string) (string, *logLines, func() err
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	logs := &logLines{addr: make(chan string, 1)}
+	logs := newLogLines()
 	go logs.consume(pr)
 	done := make(chan error, 1)
 	go func() {
@@ -293,7 +341,7 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &logLines{addr: make(chan string, 1)}
+	logs := newLogLines()
 	go logs.consume(stderr)
 	select {
 	case <-logs.addr:

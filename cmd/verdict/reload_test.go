@@ -329,7 +329,7 @@ func TestSIGHUPReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	logs := &logLines{addr: make(chan string, 1)}
+	logs := newLogLines()
 	go logs.consume(stderr)
 	select {
 	case <-logs.addr:

@@ -1,0 +1,73 @@
+package api
+
+import (
+	"bytes"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// seed adds every file matching glob to f's corpus.
+func seed(f *testing.F, glob string) {
+	f.Helper()
+	files, err := filepath.Glob(glob)
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no seeds in %s: %v", glob, err)
+	}
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+}
+
+// FuzzDecodeDecide feeds arbitrary bodies to the /decide request decoder:
+// it never panics, and what it accepts meets the contract.
+func FuzzDecodeDecide(f *testing.F) {
+	seed(f, "testdata/requests/*.json")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest("POST", "/decide", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		fields, err := readJSONBody(httptest.NewRecorder(), req, DefaultMaxBodyBytes)
+		if err != nil {
+			return
+		}
+		r, err := parseDecide(fields)
+		if err != nil {
+			return
+		}
+		if r.Token == "" || len(r.Token) > MaxTokenBytes || !printable(r.Token) {
+			t.Fatalf("accepted token %q", r.Token)
+		}
+		if typ, _ := r.Action["type"].(string); !actionType.MatchString(typ) {
+			t.Fatalf("accepted action.type %q", typ)
+		}
+	})
+}
+
+// FuzzParseKeys feeds arbitrary key files to the parser: it never panics,
+// what it accepts meets the rules, and its errors never show a key.
+func FuzzParseKeys(f *testing.F) {
+	seed(f, "testdata/keys.txt")
+	f.Add([]byte("a:0123456789abcdef\na:0123456789abcdef"))
+	f.Fuzz(func(t *testing.T, text []byte) {
+		keys, err := ParseKeys(bytes.NewReader(text))
+		if err != nil {
+			for _, line := range strings.Split(string(text), "\n") {
+				if _, secret, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && len(secret) >= MinKeyLength && strings.Contains(err.Error(), secret) {
+					t.Fatalf("error %q shows a key", err)
+				}
+			}
+			return
+		}
+		for _, k := range keys {
+			if !keyName.MatchString(k.Name) || len(k.Secret) < MinKeyLength || !printable(k.Secret) {
+				t.Fatalf("accepted key %+v", k)
+			}
+		}
+	})
+}
