@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,7 +80,8 @@ func scanForSecrets() int {
 			}
 		}
 	}
-	if len(everyLog.logs) < 10 || lines < 100 {
+	// A full run starts dozens of servers: fewer means the scan is broken.
+	if flag.Lookup("test.run").Value.String() == "" && (len(everyLog.logs) < 10 || lines < 100) {
 		fmt.Fprintf(os.Stderr, "scanForSecrets saw %d logs, %d lines: too few for the suites\n", len(everyLog.logs), lines)
 		return 1
 	}
