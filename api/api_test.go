@@ -508,6 +508,28 @@ func deref(s *string) string {
 	return *s
 }
 
+// BenchmarkDecideCachedWithKey is BenchmarkDecideCached behind an API key
+// and a (never reached) per-key rate limit: the cost of authentication.
+func BenchmarkDecideCachedWithKey(b *testing.B) {
+	s := newStack(b, nil)
+	keys := api.NewKeys([]api.Key{{Name: "a", Secret: "key_a_0123456789abcdef"}, {Name: "b", Secret: "key_b_0123456789abcdef"}})
+	h := api.New(api.Config{Keys: keys, RateLimit: api.RateLimit{Rate: 1e9, Burst: 1e9}}, s.engine)
+	body := `{"token": "demo-vpn", "action": {"type": "checkout", "amount": 900, "currency": "USD"}, "external_ids": {"accountId": "1234567890"}}`
+	s.do(http.MethodPost, "/decide", "application/json", body)
+	s.cache.Wait()
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/decide", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer key_b_0123456789abcdef")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("POST /decide = %d", rec.Code)
+		}
+	}
+}
+
 // BenchmarkDecideCached measures a cached /decide through the Gin router
 // with the shipped policies: request decoding, cache hit, policy evaluation
 // and response encoding; no network.

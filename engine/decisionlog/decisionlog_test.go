@@ -115,7 +115,7 @@ func TestEveryDecisionExactlyOnceWithoutSecrets(t *testing.T) {
 			Action:      map[string]any{"type": "checkout", "amount": json.Number(fmt.Sprint(i)), "card": "4111111111111111", "email": "jane@example.com"},
 			ExternalIDs: map[string]string{"email": "jane@example.com"}}
 		d := decide(t, set, fmt.Sprintf("id-%d", i), req, engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginCache, Payload: payload(t, "demo-vpn"), Age: 42 * time.Second})
-		l.Log(decisionlog.Record{Decision: d, Request: req, RequestID: "req", At: time.Now(), Elapsed: time.Millisecond})
+		l.Log(decisionlog.Record{Decision: d, Request: req, RequestID: "req", KeyName: "checkout-service", At: time.Now(), Elapsed: time.Millisecond})
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -158,7 +158,7 @@ func TestEveryDecisionExactlyOnceWithoutSecrets(t *testing.T) {
 		t.Errorf("datapoints = %v, want the payload without ip.address", dp)
 	case dp["status"] != "ok" || dp["source"] != "cache" || dp["age_seconds"] != 42.0:
 		t.Errorf("datapoints = %v, want ok/cache aged 42 s", dp)
-	case first["decision"] != "allow" || first["policy"].(map[string]any)["revision"] != set.Revision() || first["request_id"] != "req":
+	case first["decision"] != "allow" || first["policy"].(map[string]any)["revision"] != set.Revision() || first["request_id"] != "req" || first["key"] != "checkout-service":
 		t.Errorf("line = %v", first)
 	}
 }
