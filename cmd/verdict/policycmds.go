@@ -48,6 +48,20 @@ func policyDir(flags *flag.FlagSet) (string, error) {
 	}
 }
 
+// parseDirArgs parses a policy command's flags and its DIR argument, and
+// opens DIR.
+func parseDirArgs(flags *flag.FlagSet, args []string) (string, fs.FS, error) {
+	if err := parseFlags(flags, args); err != nil {
+		return "", nil, err
+	}
+	dir, err := policyDir(flags)
+	if err != nil {
+		return "", nil, err
+	}
+	fsys, err := openDir(dir)
+	return dir, fsys, err
+}
+
 // openDir checks dir is a readable directory and returns it as a file system.
 func openDir(dir string) (fs.FS, error) {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
@@ -114,19 +128,12 @@ func testCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(flags.Output(), "Usage: verdict test [flags] [DIR]\n\nRuns the Rego tests and the golden cases (DIR/testdata/*.yaml) of DIR (default ./policies).\n\n")
 		flags.PrintDefaults()
 	}
-	if err := parseFlags(flags, args); err != nil {
+	_, fsys, err := parseDirArgs(flags, args)
+	if err != nil {
 		return err
 	}
 	if *threshold < 0 || *threshold > 100 {
 		return fmt.Errorf("%w: -threshold %v: want a percent from 0 to 100", errUsage, *threshold)
-	}
-	dir, err := policyDir(flags)
-	if err != nil {
-		return err
-	}
-	fsys, err := openDir(dir)
-	if err != nil {
-		return err
 	}
 	src, closeSrc, err := casePipeline()
 	if err != nil {
@@ -205,14 +212,7 @@ func checkCmd(args []string, stdout, stderr io.Writer) error {
 	flags.Usage = func() {
 		fmt.Fprintf(flags.Output(), "Usage: verdict check [DIR]\n\nCompiles DIR (default ./policies) in strict mode, checks the output contract and the formatting.\n")
 	}
-	if err := parseFlags(flags, args); err != nil {
-		return err
-	}
-	dir, err := policyDir(flags)
-	if err != nil {
-		return err
-	}
-	fsys, err := openDir(dir)
+	dir, fsys, err := parseDirArgs(flags, args)
 	if err != nil {
 		return err
 	}
@@ -256,14 +256,7 @@ func fmtCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(flags.Output(), "Usage: verdict fmt [-w] [DIR]\n\nFormats the .rego files of DIR (default ./policies) as `opa fmt` does.\n\n")
 		flags.PrintDefaults()
 	}
-	if err := parseFlags(flags, args); err != nil {
-		return err
-	}
-	dir, err := policyDir(flags)
-	if err != nil {
-		return err
-	}
-	fsys, err := openDir(dir)
+	dir, fsys, err := parseDirArgs(flags, args)
 	if err != nil {
 		return err
 	}
