@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The side-by-side harness: the same request mix, for the same duration, against
+#   1. a Gin handler that only decodes and encodes JSON (the ceiling),
+#   2. OPA's own server (opa run --server) with policies/ (one query: data.verdict.result),
+#   3. Verdict with a warm cache (every request a cache hit),
+#   4. Verdict with a cold cache against a fake cside answering in 20 ms (every request a miss).
+# Prints one table: req/s, p50, p99, and Verdict's ratios to OPA and to the ceiling.
+# Installs what it needs: wrk (Debian) and opa v1.22.3 (go install).
+#
+#   bench/run.sh [duration] [connections]     (defaults: 10s 16)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10s}
+conns=${2:-16}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+if ! command -v wrk >/dev/null; then
+	echo "installing wrk" >&2
+	(apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; })
+fi
+echo "building" >&2
+GOBIN="$work/bin" go install github.com/open-policy-agent/opa@v1.22.3
+go build -o "$work/bin/verdict" ./cmd/verdict
+go build -o "$work/bin/harness" ./bench/harness
+
+# wait_up URL: fail loudly if a server does not come up within 30 s.
+wait_up() {
+	for _ in $(seq 300); do
+		if curl -s -o /dev/null "$1"; then return 0; fi
+		sleep 0.1
+	done
+	echo "FAILED: nothing answers at $1" >&2
+	exit 1
+}
+
+# run NAME URL SCRIPT: drives one server, keeps its numbers in $work/NAME.
+run() {
+	echo "running $1 ($duration, $conns connections)" >&2
+	wrk -t1 -c"$conns" -d"$duration" --latency -s "$3" "$2" >"$work/$1.out"
+	awk -v name="$1" '
+		/Requests\/sec/ { rps = $2 }
+		/^ +50%/ { p50 = $2 }
+		/^ +99%/ { p99 = $2 }
+		/Non-2xx/ { bad = $NF }
+		END { printf "%s %s %s %s %s\n", name, rps, p50, p99, (bad == "" ? 0 : bad) }' "$work/$1.out" >"$work/$1"
+}
+
+"$work/bin/harness" noop 127.0.0.1:18301 & pids+=($!)
+wait_up http://127.0.0.1:18301/
+run ceiling http://127.0.0.1:18301/decide bench/lua/verdict.lua
+
+mkdir "$work/opa-policies"
+cp policies/*.rego policies/data.json bench/opa/result.rego "$work/opa-policies/"
+"$work/bin/harness" opa-input demo-vpn >"$work/opa-input.json"
+"$work/bin/opa" run --server --addr 127.0.0.1:18302 --log-level error "$work/opa-policies" & pids+=($!)
+wait_up http://127.0.0.1:18302/health
+curl -fs -XPOST http://127.0.0.1:18302/v1/data/verdict/result -d @"$work/opa-input.json" | grep -q '"decision"' \
+	|| { echo "FAILED: OPA does not decide" >&2; exit 1; }
+OPA_INPUT="$work/opa-input.json" run opa http://127.0.0.1:18302/v1/data/verdict/result bench/lua/opa.lua
+
+"$work/bin/verdict" serve --demo --addr 127.0.0.1:18303 --admin-addr off --log-level error 2>"$work/verdict.log" & pids+=($!)
+wait_up http://127.0.0.1:18303/healthz
+for t in demo-vpn demo-human demo-bot demo-tor demo-tamper; do
+	curl -fs http://127.0.0.1:18303/decide -H 'Content-Type: application/json' -d "{\"token\":\"$t\",\"action\":{\"type\":\"login\"}}" >/dev/null
+done
+run verdict-warm http://127.0.0.1:18303/decide bench/lua/verdict.lua
+
+"$work/bin/harness" fake 127.0.0.1:18304 20ms & pids+=($!)
+wait_up http://127.0.0.1:18304/
+"$work/bin/verdict" serve --addr 127.0.0.1:18305 --admin-addr off --insecure-no-auth --log-level error \
+	--cside-url http://127.0.0.1:18304 2>"$work/verdict-cold.log" & pids+=($!)
+wait_up http://127.0.0.1:18305/healthz
+run verdict-cold http://127.0.0.1:18305/decide bench/lua/cold.lua
+
+opa_rps=$(awk '{print $2}' "$work/opa")
+ceiling_rps=$(awk '{print $2}' "$work/ceiling")
+printf "\n%-14s %10s %10s %10s %8s %10s %10s\n" server "req/s" p50 p99 non-2xx "vs OPA" "vs ceiling"
+for n in ceiling opa verdict-warm verdict-cold; do
+	read -r name rps p50 p99 bad <"$work/$n"
+	printf "%-14s %10s %10s %10s %8s %9.2fx %9.0f%%\n" "$name" "$rps" "$p50" "$p99" "$bad" \
+		"$(awk -v a="$rps" -v b="$opa_rps" 'BEGIN{print a/b}')" "$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN{print 100*a/b}')"
+done
