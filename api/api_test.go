@@ -508,12 +508,19 @@ func deref(s *string) string {
 	return *s
 }
 
+// benchLogger formats log lines as production does (JSON, access log on)
+// but throws them away: a test's growing log buffer would be measured
+// instead.
+func benchLogger() *slog.Logger {
+	return slog.New(api.LogHandler(slog.NewJSONHandler(io.Discard, nil)))
+}
+
 // BenchmarkDecideCachedWithKey is BenchmarkDecideCached behind an API key
 // and a (never reached) per-key rate limit: the cost of authentication.
 func BenchmarkDecideCachedWithKey(b *testing.B) {
 	s := newStack(b, nil)
 	keys := api.NewKeys([]api.Key{{Name: "a", Secret: "key_a_0123456789abcdef"}, {Name: "b", Secret: "key_b_0123456789abcdef"}})
-	h := api.New(api.Config{Keys: keys, RateLimit: api.RateLimit{Rate: 1e9, Burst: 1e9}}, s.engine)
+	h := api.New(api.Config{Logger: benchLogger(), Keys: keys, RateLimit: api.RateLimit{Rate: 1e9, Burst: 1e9}}, s.engine)
 	body := `{"token": "demo-vpn", "action": {"type": "checkout", "amount": 900, "currency": "USD"}, "external_ids": {"accountId": "1234567890"}}`
 	s.do(http.MethodPost, "/decide", "application/json", body)
 	s.cache.Wait()
@@ -535,6 +542,7 @@ func BenchmarkDecideCachedWithKey(b *testing.B) {
 // and response encoding; no network.
 func BenchmarkDecideCached(b *testing.B) {
 	s := newStack(b, nil)
+	s.handler = api.New(api.Config{Logger: benchLogger()}, s.engine)
 	body := `{"token": "demo-vpn", "action": {"type": "checkout", "amount": 900, "currency": "USD"}, "external_ids": {"accountId": "1234567890"}}`
 	if rec := s.do(http.MethodPost, "/decide", "application/json", body); rec.Code != 200 {
 		b.Fatalf("warm-up: %d %s", rec.Code, rec.Body)
