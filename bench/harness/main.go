@@ -39,7 +39,7 @@ func main() {
 	case "opa-input":
 		payload, ok := csidetest.Payload(os.Args[2])
 		if !ok {
-			log.Fatalf("no payload for %s", os.Args[2])
+			log.Fatal("no payload for that token: want a demo token such as demo-vpn")
 		}
 		var fp struct {
 			Identification struct{ FingerprintID string } `json:"identification"`
@@ -55,7 +55,7 @@ func main() {
 		b, _ := json.Marshal(map[string]any{"input": input})
 		fmt.Println(string(b))
 	default:
-		log.Fatalf("unknown helper %q", os.Args[1])
+		log.Fatal("unknown helper: want noop, fake or opa-input")
 	}
 }
 
