@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"slices"
 	"time"
 
@@ -72,6 +73,12 @@ type Config struct {
 	// EvalTimeout bounds one policy evaluation in Decide; past it the
 	// decision fails with ErrPolicy. Zero means DefaultEvalTimeout (50 ms).
 	EvalTimeout time.Duration
+	// MaxConcurrentEvals bounds the evaluations running at once; more wait
+	// their turn (bounded by their request's context). Evaluation is pure
+	// CPU: running more at once than there are cores only time-slices them,
+	// and would count the wait for a core against EvalTimeout. Zero means
+	// twice GOMAXPROCS.
+	MaxConcurrentEvals int
 	// OnReload, if set, is called after every reload of the live ("live")
 	// or shadow ("shadow") set, whatever triggered it.
 	OnReload func(set string, r ReloadResult)
@@ -131,6 +138,7 @@ type Engine struct {
 	shadow         *shadow
 	shadowByCaller bool
 	evalTimeout    time.Duration
+	evalSlots      chan struct{}
 }
 
 // New verifies cfg.Policies (and cfg.ShadowPolicies) and returns an Engine
@@ -148,7 +156,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	live.onReload = reloadHook(cfg.OnReload, "live")
 	e := &Engine{source: cfg.Source, live: live, shadowByCaller: cfg.ShadowByCaller,
-		evalTimeout: cmp.Or(cfg.EvalTimeout, DefaultEvalTimeout)}
+		evalTimeout: cmp.Or(cfg.EvalTimeout, DefaultEvalTimeout),
+		evalSlots:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentEvals, 2*runtime.GOMAXPROCS(0)))}
 	if cfg.ShadowPolicies != nil {
 		slot, err := NewSlot(ctx, cfg.ShadowPolicies, cfg.CaseSource)
 		if err != nil {
@@ -234,6 +243,12 @@ func (e *Engine) Reload(ctx context.Context) ReloadReport {
 // wrap ErrPolicy, or are the context's error.
 func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	dp := e.source.Datapoints(ctx, req.Token)
+	select {
+	case e.evalSlots <- struct{}{}:
+		defer func() { <-e.evalSlots }()
+	case <-ctx.Done():
+		return Decision{}, ctx.Err()
+	}
 	set := e.live.Current()
 	evalCtx, cancel := context.WithTimeout(ctx, e.evalTimeout)
 	d, err := set.Eval(evalCtx, req, dp)
