@@ -110,15 +110,14 @@ func TestLeavingCallerDoesNotCancelSharedFetch(t *testing.T) {
 	up := newHoldingUpstream(t)
 	c, _ := newCache(t, up.srv.URL, cache.Config{})
 
-	leaverCtx, leave := context.WithCancel(context.Background())
-	leaver := make(chan engine.Datapoints, 1)
-	go func() { leaver <- c.Datapoints(leaverCtx, "tok_shared") }()
-	<-up.arrived
+	// The stayer starts the fetch; the leaver joins it and gives up. (That
+	// the fetch survives its *initiator* leaving is flight_test.go's.)
 	stayer := make(chan engine.Datapoints, 1)
 	go func() { stayer <- c.Datapoints(context.Background(), "tok_shared") }()
-
+	<-up.arrived
+	leaverCtx, leave := context.WithCancel(context.Background())
 	leave()
-	dp := <-leaver
+	dp := c.Datapoints(leaverCtx, "tok_shared")
 	if dp.Status != engine.StatusUnavailable || !errors.Is(dp.Err, context.Canceled) {
 		t.Errorf("leaving caller got %s (err %v), want unavailable with context.Canceled", dp.Status, dp.Err)
 	}

@@ -67,9 +67,11 @@ func startChaos(t *testing.T, extra ...string) *chaos {
 	t.Helper()
 	fake := csidetest.NewServer()
 	t.Cleanup(fake.Close)
-	// The chaos suite is about resilience: no keys (the auth tests cover them).
+	// The chaos suite is about the upstream: no keys (the auth tests cover
+	// them), and an evaluation timeout that a CPU shared with the race
+	// detector and other test binaries cannot hit (engine tests cover it).
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--insecure-no-auth",
-		"--cside-url", fake.URL, "--log-level", "debug"}, extra...)
+		"--eval-timeout", "2s", "--cside-url", fake.URL, "--log-level", "debug"}, extra...)
 	base, logs, stop := startServeArgs(t, args...)
 	tr := &http.Transport{MaxIdleConnsPerHost: 1024}
 	c := &chaos{t: t, base: base, admin: "http://" + logs.adminAddr(), fake: fake, logs: logs,
