@@ -196,12 +196,7 @@ func (p *PolicySet) RunCase(ctx context.Context, c Case, src Source) (Decision, 
 	if d.Decision != c.Want.Decision {
 		diffs = append(diffs, fmt.Sprintf("decision = %s, want %s", d.Decision, c.Want.Decision))
 	}
-	got := make([]string, 0, len(d.Reasons))
-	for _, r := range d.Reasons {
-		if !slices.Contains(got, r.Code) {
-			got = append(got, r.Code)
-		}
-	}
+	got := ReasonCodes(d.Reasons)
 	want := slices.Clone(c.Want.Reasons)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {

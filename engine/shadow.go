@@ -92,7 +92,7 @@ func (s *shadow) evaluate(job shadowJob) (Decision, bool) {
 	}
 	d.ID = job.live.ID
 	s.matrix[effectIndex[job.live.Decision]][effectIndex[d.Decision]].Add(1)
-	liveCodes, shadowCodes := reasonCodes(job.live.Reasons), reasonCodes(d.Reasons)
+	liveCodes, shadowCodes := ReasonCodes(job.live.Reasons), ReasonCodes(d.Reasons)
 	if job.live.Decision == d.Decision && slices.Equal(liveCodes, shadowCodes) {
 		s.agreed.Add(1)
 		return d, true
@@ -128,12 +128,14 @@ func (s *shadow) stats() ShadowStats {
 	return st
 }
 
-func reasonCodes(rs []Reason) []string {
+// ReasonCodes returns the distinct codes of rs, sorted.
+func ReasonCodes(rs []Reason) []string {
 	codes := make([]string, 0, len(rs))
 	for _, r := range rs {
 		if !slices.Contains(codes, r.Code) {
 			codes = append(codes, r.Code)
 		}
 	}
-	return codes // reasons are sorted by code already
+	slices.Sort(codes) // a no-op on a Decision's reasons, sorted already
+	return codes
 }

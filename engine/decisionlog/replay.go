@@ -219,7 +219,7 @@ func (m *memo) eval(ctx context.Context, key [32]byte, req engine.Request, dp en
 	if err != nil {
 		return outcome{}, err
 	}
-	o := outcome{d.Decision, codes(d.Reasons)}
+	o := outcome{d.Decision, engine.ReasonCodes(d.Reasons)}
 	if m.seen != nil {
 		if len(m.seen) >= 200_000 {
 			clear(m.seen)
@@ -244,7 +244,7 @@ func replayWorker(ctx context.Context, lines <-chan []byte, changes chan<- Chang
 			p.skipped++
 			continue
 		}
-		baseline, baseReasons := l.Decision, codes(l.Reasons)
+		baseline, baseReasons := l.Decision, engine.ReasonCodes(l.Reasons)
 		if opts.Baseline != nil {
 			o, err := baselineSet.eval(ctx, key, req, dp)
 			if err != nil {
@@ -314,17 +314,6 @@ func (l *replayLine) inputs(payloads map[[32]byte]*engine.Payload) (engine.Reque
 	h.Sum(key[:0])
 	// External ID values are logged hashed: policies see the hashes.
 	return engine.Request{Action: action, ExternalIDs: l.ExternalIDs}, dp, key, true
-}
-
-func codes(rs []engine.Reason) []string {
-	out := make([]string, 0, len(rs))
-	for _, r := range rs {
-		if !slices.Contains(out, r.Code) {
-			out = append(out, r.Code)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 func symmetricDifference(a, b []string) []string {
