@@ -74,13 +74,18 @@ func ParseKeys(r io.Reader) ([]Key, error) {
 	return keys, nil
 }
 
-func printable(s string) bool {
+// printable reports whether s is printable ASCII without spaces.
+func printable(s string) bool { return unprintableAt(s) < 0 }
+
+// unprintableAt returns the index of the first byte of s outside 0x21-0x7e
+// (printable ASCII without spaces), -1 when there is none.
+func unprintableAt(s string) int {
 	for i := range len(s) {
 		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
+			return i
 		}
 	}
-	return true
+	return -1
 }
 
 // Keys is the set of keys a listener accepts. Replace swaps it atomically

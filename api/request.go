@@ -114,10 +114,8 @@ func parseToken(fields map[string]json.RawMessage) (string, error) {
 	case len(token) > MaxTokenBytes:
 		return "", invalidRequest("token must be at most %d bytes, got %d", MaxTokenBytes, len(token))
 	}
-	for i := range len(token) {
-		if c := token[i]; c < 0x21 || c > 0x7e {
-			return "", invalidRequest("token must be printable ASCII without spaces (0x21-0x7e); byte %d is 0x%02x", i, c)
-		}
+	if i := unprintableAt(token); i >= 0 {
+		return "", invalidRequest("token must be printable ASCII without spaces (0x21-0x7e); byte %d is 0x%02x", i, token[i])
 	}
 	return token, nil
 }

@@ -23,15 +23,7 @@ func RequestID(ctx context.Context) string {
 // validRequestID accepts 1 to 128 printable ASCII characters without spaces:
 // anything else from a caller is replaced, never logged.
 func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := range len(id) {
-		if id[i] < 0x21 || id[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	return id != "" && len(id) <= 128 && printable(id)
 }
 
 // requestID gives every request an ID: the caller's X-Request-ID when it is
