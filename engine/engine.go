@@ -28,6 +28,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // ErrPolicy is wrapped when the policy set produced no valid decision for an
@@ -278,12 +279,22 @@ func (e *Engine) Identify(ctx context.Context, token string) Identity {
 // Eval evaluates the policy set on one request and its datapoints. It does
 // not assign Decision.ID.
 func (p *PolicySet) Eval(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+	return p.eval(ctx, req, dp, nil)
+}
+
+// eval is Eval with an optional tracer (Explain's); nil for none.
+func (p *PolicySet) eval(ctx context.Context, req Request, dp Datapoints, tracer topdown.QueryTracer) (Decision, error) {
 	input, err := buildInput(req, dp)
 	if err != nil {
 		return Decision{}, err
 	}
 	start := time.Now()
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input))
+	var rs rego.ResultSet
+	if tracer == nil {
+		rs, err = p.query.Eval(ctx, rego.EvalParsedInput(input))
+	} else {
+		rs, err = p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalQueryTracer(tracer))
+	}
 	evalDuration := time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
@@ -23,15 +22,8 @@ type RuleHit struct {
 // verdict (and below) succeeded, in file and line order. It traces the
 // evaluation, so it is much slower than Eval: for tools, not for serving.
 func (p *PolicySet) Explain(ctx context.Context, req Request, dp Datapoints) (Decision, []RuleHit, error) {
-	input, err := buildInput(req, dp)
-	if err != nil {
-		return Decision{}, nil, err
-	}
 	tracer := topdown.NewBufferTracer()
-	if _, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalQueryTracer(tracer)); err != nil {
-		return Decision{}, nil, fmt.Errorf("%w: revision %s: %w", ErrPolicy, p.revision, err)
-	}
-	d, err := p.Eval(ctx, req, dp)
+	d, err := p.eval(ctx, req, dp, tracer)
 	if err != nil {
 		return Decision{}, nil, err
 	}
