@@ -37,31 +37,25 @@ func TestAuthEndToEnd(t *testing.T) {
 		"serve --demo --addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --api-keys-file "+keyFile)
 	base, admin, logs := cmd.base, cmd.admin, cmd.logs
 
+	call := func(method, url, body, key string) int {
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
 	decide := func(key string) int {
-		req, _ := http.NewRequest(http.MethodPost, base+"/decide", strings.NewReader(`{"token":"demo-human","action":{"type":"login"}}`))
-		req.Header.Set("Content-Type", "application/json")
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return call(http.MethodPost, base+"/decide", `{"token":"demo-human","action":{"type":"login"}}`, key)
 	}
-	get := func(url, key string) int {
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	get := func(url, key string) int { return call(http.MethodGet, url, "", key) }
 	if got := decide(""); got != 401 {
 		t.Errorf("/decide without a key = %d, want 401", got)
 	}
