@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -63,6 +65,9 @@ type AdminConfig struct {
 	Metrics *Metrics
 	// Logger as in Config.
 	Logger *slog.Logger
+	// Pprof serves Go's runtime profiles under /debug/pprof/ (net/http/pprof)
+	// when true. Off by default: a CPU profile costs CPU while it runs.
+	Pprof bool
 }
 
 // NewAdmin returns the handler of the admin listener: /admin/* and
@@ -86,8 +91,28 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	if cfg.Metrics != nil {
 		r.GET("/metrics", gin.WrapH(cfg.Metrics.Handler()))
 	}
+	if cfg.Pprof {
+		r.GET("/debug/pprof/*profile", gin.WrapF(servePprof))
+	}
 	jsonFallbacks(r)
 	return r
+}
+
+// servePprof dispatches /debug/pprof/<name> the way net/http/pprof's own
+// mux does: the named handlers, any runtime profile by name, and the index.
+func servePprof(w http.ResponseWriter, r *http.Request) {
+	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r)
+	}
 }
 
 func adminRoutes(r *gin.Engine, a Admin) {

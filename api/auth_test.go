@@ -100,7 +100,7 @@ func TestAuthentication(t *testing.T) {
 func TestAdminIsolation(t *testing.T) {
 	s := newStack(t, nil)
 	public := api.New(api.Config{}, s.engine)
-	for _, path := range []string{"/admin/policies", "/admin/shadow", "/metrics"} {
+	for _, path := range []string{"/admin/policies", "/admin/shadow", "/metrics", "/debug/pprof/"} {
 		rec := httptest.NewRecorder()
 		public.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 		if rec.Code != 404 {
@@ -108,7 +108,7 @@ func TestAdminIsolation(t *testing.T) {
 		}
 	}
 	admin := api.NewAdmin(api.AdminConfig{Admin: s.engine, Keys: api.NewKeys([]api.Key{{Name: "ops", Secret: "ops_key_0123456789abcdef"}}),
-		Metrics: api.NewMetrics(api.MetricSources{}, nil)})
+		Metrics: api.NewMetrics(api.MetricSources{}, nil), Pprof: true})
 	for _, tt := range []struct {
 		method, path, auth string
 		want               int
@@ -118,6 +118,10 @@ func TestAdminIsolation(t *testing.T) {
 		{"GET", "/metrics", "", 401},
 		{"GET", "/admin/policies", "Bearer ops_key_0123456789abcdef", 200},
 		{"GET", "/metrics", "Bearer ops_key_0123456789abcdef", 200},
+		{"GET", "/debug/pprof/heap", "", 401},
+		{"GET", "/debug/pprof/", "Bearer ops_key_0123456789abcdef", 200},
+		{"GET", "/debug/pprof/goroutine?debug=1", "Bearer ops_key_0123456789abcdef", 200},
+		{"GET", "/debug/pprof/cmdline", "Bearer ops_key_0123456789abcdef", 200},
 	} {
 		req := httptest.NewRequest(tt.method, tt.path, nil)
 		if tt.auth != "" {

@@ -53,6 +53,8 @@ func TestParseServeFlags(t *testing.T) {
 				return c.staleGrace == 0 && c.breaker.failureRatio == 0.25 && time.Duration(c.breaker.openFor) == 30*time.Second &&
 					c.breaker.minRequests == 50
 			}},
+		{name: "pprof without admin listener", args: []string{"--pprof", "--admin-addr", "off"}, wantErr: "-pprof"},
+		{name: "pprof", args: []string{"--pprof"}, check: func(c serveConfig) bool { return c.pprof }},
 		{name: "negative stale grace", args: []string{"--cache-stale-grace", "-1m"}, wantErr: "-cache-stale-grace"},
 		{name: "ratio above 1", args: []string{"--breaker-failure-ratio", "1.5"}, wantErr: "-breaker-failure-ratio"},
 		{name: "zero probes", args: []string{"--breaker-half-open-probes", "0"}, wantErr: "-breaker-half-open-probes"},

@@ -50,6 +50,7 @@ type serveConfig struct {
 	demo            bool
 	logLevel        logLevel
 	accessLog       bool
+	pprof           bool
 	decisionLog     decisionLogFlags
 	apiKeys         keySource
 	adminKeys       keySource
@@ -135,6 +136,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.apiKeys.file, "api-keys-file", "", `API keys /decide and /identify accept, one "name:key" per line (also VERDICT_API_KEYS; re-read on SIGHUP)`)
 	fs.StringVar(&cfg.adminAddr, "admin-addr", cfg.adminAddr, `listen address of the admin routes (/admin/*, /metrics); "off" disables them`)
 	fs.StringVar(&cfg.adminKeys.file, "admin-keys-file", "", `admin keys, one "name:key" per line (also VERDICT_ADMIN_KEYS; re-read on SIGHUP)`)
+	fs.BoolVar(&cfg.pprof, "pprof", false, "serve Go runtime profiles at /debug/pprof/ on the admin listener")
 	fs.BoolVar(&cfg.insecureNoAuth, "insecure-no-auth", false, "serve without API keys (never in production; --demo implies it when no keys are given)")
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", 0, "requests per second each API key may make on average (0: no limit)")
 	fs.Var(&cfg.rateBurst, "rate-burst", "requests an API key may make at once above its rate")
@@ -179,6 +181,8 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		if _, _, err := net.SplitHostPort(cfg.adminAddr); err != nil {
 			return cfg, fmt.Errorf("%w: -admin-addr %q: want host:port or off", errUsage, cfg.adminAddr)
 		}
+	} else if cfg.pprof {
+		return cfg, fmt.Errorf("%w: -pprof serves on the admin listener, and -admin-addr is off", errUsage)
 	}
 	if _, err := decisionlog.ParseMasks(cfg.decisionLog.masks); err != nil {
 		return cfg, fmt.Errorf("%w: -decision-log-mask: %w", errUsage, err)
@@ -454,7 +458,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	var adminCfg *api.AdminConfig
 	if cfg.adminAddr != "off" {
-		adminCfg = &api.AdminConfig{Admin: eng, Metrics: metrics, Logger: log}
+		adminCfg = &api.AdminConfig{Admin: eng, Metrics: metrics, Logger: log, Pprof: cfg.pprof}
 		if adminCfg.Keys, err = listenerKeys(log, cfg, cfg.adminKeys, "admin"); err != nil {
 			return err
 		}
