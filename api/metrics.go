@@ -47,7 +47,7 @@ type Metrics struct {
 	actions            []string
 	decisions          *prometheus.CounterVec
 	decideDuration     *prometheus.HistogramVec
-	policyEval         prometheus.Histogram
+	policyEval         *prometheus.HistogramVec
 	upstreamRequests   *prometheus.CounterVec
 	upstreamDuration   *prometheus.HistogramVec
 	breakerTransitions *prometheus.CounterVec
@@ -70,10 +70,10 @@ func NewMetrics(src MetricSources, actions []string) *Metrics {
 			Name: "verdict_decide_duration_seconds", Help: "Time to answer POST /decide, by where the datapoints came from.",
 			Buckets: latencyBuckets,
 		}, []string{"source"}),
-		policyEval: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "verdict_policy_eval_duration_seconds", Help: "Time to evaluate the policy set for one decision.",
+		policyEval: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "verdict_policy_eval_duration_seconds", Help: "Time to evaluate the policy set for one decision, by how it was evaluated: full, residual (staged) or constant (staged, nothing to evaluate).",
 			Buckets: latencyBuckets,
-		}),
+		}, []string{"stage"}),
 		upstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "verdict_upstream_requests_total", Help: "Requests to cside (attempts, retries included), by endpoint and outcome.",
 		}, []string{"endpoint", "outcome"}),
@@ -149,7 +149,7 @@ func (m *Metrics) observeDecision(d engine.Decision, actionType string, elapsed 
 	}
 	m.decisions.WithLabelValues(d.Decision, actionType).Inc()
 	m.decideDuration.WithLabelValues(string(d.Origin)).Observe(elapsed.Seconds())
-	m.policyEval.Observe(d.EvalDuration.Seconds())
+	m.policyEval.WithLabelValues(string(d.Stage)).Observe(d.EvalDuration.Seconds())
 }
 
 // scraped collects the metrics read from MetricSources at scrape time.

@@ -126,8 +126,9 @@ verdict_upstream_coalesced_total 0
 	}
 	want := map[string]uint64{
 		"verdict_decide_duration_seconds/cache": 3, "verdict_decide_duration_seconds/upstream": 4,
-		"verdict_decide_duration_seconds/none": 1, "verdict_policy_eval_duration_seconds": 8,
-		"verdict_upstream_duration_seconds/client": 6,
+		"verdict_decide_duration_seconds/none": 1, "verdict_policy_eval_duration_seconds/full": 7,
+		"verdict_policy_eval_duration_seconds/residual": 1, // demo-vpn's third decision: its second from the cache
+		"verdict_upstream_duration_seconds/client":      6,
 	}
 	for k, v := range want {
 		if counts[k] != v {

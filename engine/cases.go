@@ -188,11 +188,17 @@ func (p *PolicySet) RunCase(ctx context.Context, c Case, src Source) (Decision, 
 		}
 		dp.Origin, dp.Age = OriginStale, time.Duration(c.StaleSeconds)*time.Second
 	}
-	d, err := p.Eval(ctx, Request{Token: c.Scenario, Action: c.Action, ExternalIDs: c.ExternalIDs}, dp)
+	req := Request{Token: c.Scenario, Action: c.Action, ExternalIDs: c.ExternalIDs}
+	d, err := p.Eval(ctx, req, dp)
 	if err != nil {
 		return Decision{}, nil, fmt.Errorf("case %q: %w", c.Name, err)
 	}
 	var diffs []string
+	if diff, err := p.checkStaged(ctx, req, dp); err != nil {
+		return Decision{}, nil, fmt.Errorf("case %q: %w", c.Name, err)
+	} else if diff != "" {
+		diffs = append(diffs, diff)
+	}
 	if d.Decision != c.Want.Decision {
 		diffs = append(diffs, fmt.Sprintf("decision = %s, want %s", d.Decision, c.Want.Decision))
 	}
@@ -203,4 +209,28 @@ func (p *PolicySet) RunCase(ctx context.Context, c Case, src Source) (Decision, 
 		diffs = append(diffs, fmt.Sprintf("reasons = [%s], want [%s]", strings.Join(got, " "), strings.Join(want, " ")))
 	}
 	return d, diffs, nil
+}
+
+// checkStaged evaluates req on dp's payload as if served from the cache,
+// staged and in full, and describes any difference ("" when none): the
+// proof, case by case, that staging does not change answers.
+func (p *PolicySet) checkStaged(ctx context.Context, req Request, dp Datapoints) (string, error) {
+	if p.stager == nil || dp.Payload == nil || dp.Origin == OriginStale {
+		return "", nil // never staged
+	}
+	dp.Origin = OriginCache
+	full, err := p.eval(ctx, req, dp, nil)
+	if err != nil {
+		return "", err
+	}
+	st := p.stage(ctx, dp)
+	staged, err := st.eval(ctx, req, dp)
+	if err != nil {
+		return "", fmt.Errorf("staged (%s) evaluation: %w", st.kind, err)
+	}
+	if staged.Decision == full.Decision && slices.Equal(staged.Reasons, full.Reasons) {
+		return "", nil
+	}
+	return fmt.Sprintf("staged evaluation (%s) = %s %v, full evaluation = %s %v: a Verdict bug (serve --staging=false avoids it)",
+		st.kind, staged.Decision, staged.Reasons, full.Decision, full.Reasons), nil
 }

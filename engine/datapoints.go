@@ -87,6 +87,8 @@ type Payload struct {
 	value         ast.Value
 	fingerprintID string
 	size          int64
+	// stage is how the serving path evaluates decisions on this payload.
+	stage stageCell
 }
 
 // ErrInvalidPayload is wrapped by ParsePayload's errors.

@@ -80,6 +80,10 @@ type Config struct {
 	// and would count the wait for a core against EvalTimeout. Zero means
 	// twice GOMAXPROCS.
 	MaxConcurrentEvals int
+	// NoStaging turns staged evaluation off: every decision evaluates the
+	// whole policy set. Staging (see StageAfterUses) never changes an answer;
+	// this is the switch to measure it, or to rule it out.
+	NoStaging bool
 	// OnReload, if set, is called after every reload of the live ("live")
 	// or shadow ("shadow") set, whatever triggered it.
 	OnReload func(set string, r ReloadResult)
@@ -109,7 +113,8 @@ type Decision struct {
 	ID string
 	// Decision is Allow, Challenge or Deny.
 	Decision string
-	// Reasons lists every rule that fired, sorted by code; never nil.
+	// Reasons lists every rule that fired, sorted by code; never nil. It may
+	// be shared between decisions: treat it as read-only.
 	Reasons []Reason
 	// FingerprintID is "" when unknown.
 	FingerprintID string
@@ -123,6 +128,8 @@ type Decision struct {
 	Degraded bool
 	// UpstreamErr explains a degraded decision, for logs only.
 	UpstreamErr error
+	// Stage says how the policy was evaluated (see StageAfterUses).
+	Stage StageKind
 	// EvalDuration is the time the policy evaluation took.
 	EvalDuration time.Duration
 	// Payload is the datapoints the decision was made on (nil: none), and
@@ -138,6 +145,7 @@ type Engine struct {
 	live           *Slot
 	shadow         *shadow
 	shadowByCaller bool
+	staging        bool
 	evalTimeout    time.Duration
 	evalSlots      chan struct{}
 }
@@ -156,7 +164,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	live.onReload = reloadHook(cfg.OnReload, "live")
-	e := &Engine{source: cfg.Source, live: live, shadowByCaller: cfg.ShadowByCaller,
+	e := &Engine{source: cfg.Source, live: live, shadowByCaller: cfg.ShadowByCaller, staging: !cfg.NoStaging,
 		evalTimeout: cmp.Or(cfg.EvalTimeout, DefaultEvalTimeout),
 		evalSlots:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentEvals, 2*runtime.GOMAXPROCS(0)))}
 	if cfg.ShadowPolicies != nil {
@@ -252,7 +260,13 @@ func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	}
 	set := e.live.Current()
 	evalCtx, cancel := context.WithTimeout(ctx, e.evalTimeout)
-	d, err := set.Eval(evalCtx, req, dp)
+	var d Decision
+	var err error
+	if e.staging {
+		d, err = set.evalStaged(evalCtx, req, dp)
+	} else {
+		d, err = set.Eval(evalCtx, req, dp)
+	}
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
@@ -284,6 +298,55 @@ func (p *PolicySet) Eval(ctx context.Context, req Request, dp Datapoints) (Decis
 
 // eval is Eval with an optional tracer (Explain's); nil for none.
 func (p *PolicySet) eval(ctx context.Context, req Request, dp Datapoints, tracer topdown.QueryTracer) (Decision, error) {
+	return p.evalQuery(ctx, &p.query, StageFull, req, dp, tracer)
+}
+
+// evalStaged is Eval for the serving path: a payload served from the cache
+// is staged once it has served StageAfterUses decisions (see stage.go),
+// then its residual query is evaluated, or its fixed answer served.
+func (p *PolicySet) evalStaged(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+	if p.stager == nil || dp.Payload == nil || dp.Origin != OriginCache {
+		return p.eval(ctx, req, dp, nil)
+	}
+	cell := &dp.Payload.stage
+	st := cell.cur.Load()
+	if st == nil || st.set != p {
+		if cell.uses.Add(1) < StageAfterUses || !cell.busy.CompareAndSwap(false, true) {
+			return p.eval(ctx, req, dp, nil)
+		}
+		st = p.stage(ctx, dp)
+		cell.cur.Store(st)
+		cell.busy.Store(false)
+	}
+	return st.eval(ctx, req, dp)
+}
+
+// stageTimeout bounds partial evaluation of one payload. It does not count
+// against the request's evaluation timeout; past it the payload keeps full
+// evaluation.
+const stageTimeout = time.Second
+
+func (p *PolicySet) stage(ctx context.Context, dp Datapoints) *staged {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stageTimeout)
+	defer cancel()
+	return p.stager.stage(ctx, p, dp)
+}
+
+// eval evaluates one decision the way the payload was staged.
+func (st *staged) eval(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+	switch st.kind {
+	case StageConstant:
+		return st.set.decision(st.decision, st.reasons, StageConstant, dp, 0), nil
+	case StageResidual:
+		return st.set.evalQuery(ctx, st.query, StageResidual, req, dp, nil)
+	default:
+		return st.set.eval(ctx, req, dp, nil)
+	}
+}
+
+// evalQuery evaluates q, the decision query or a residual of it, which binds
+// decision and reasons.
+func (p *PolicySet) evalQuery(ctx context.Context, q *rego.PreparedEvalQuery, kind StageKind, req Request, dp Datapoints, tracer topdown.QueryTracer) (Decision, error) {
 	input, err := buildInput(req, dp)
 	if err != nil {
 		return Decision{}, err
@@ -291,9 +354,9 @@ func (p *PolicySet) eval(ctx context.Context, req Request, dp Datapoints, tracer
 	start := time.Now()
 	var rs rego.ResultSet
 	if tracer == nil {
-		rs, err = p.query.Eval(ctx, rego.EvalParsedInput(input))
+		rs, err = q.Eval(ctx, rego.EvalParsedInput(input))
 	} else {
-		rs, err = p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalQueryTracer(tracer))
+		rs, err = q.Eval(ctx, rego.EvalParsedInput(input), rego.EvalQueryTracer(tracer))
 	}
 	evalDuration := time.Since(start)
 	if err != nil {
@@ -309,6 +372,11 @@ func (p *PolicySet) eval(ctx context.Context, req Request, dp Datapoints, tracer
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: revision %s: %w", ErrPolicy, p.revision, err)
 	}
+	return p.decision(decision, reasons, kind, dp, evalDuration), nil
+}
+
+// decision assembles the engine's answer around a policy output.
+func (p *PolicySet) decision(decision string, reasons []Reason, kind StageKind, dp Datapoints, evalDuration time.Duration) Decision {
 	d := Decision{
 		Decision:     decision,
 		Reasons:      reasons,
@@ -316,6 +384,7 @@ func (p *PolicySet) eval(ctx context.Context, req Request, dp Datapoints, tracer
 		Origin:       dp.Origin,
 		Revision:     p.revision,
 		Degraded:     dp.Status == StatusUnavailable || dp.Status == StatusRejected || dp.Origin == OriginStale,
+		Stage:        kind,
 		EvalDuration: evalDuration,
 	}
 	if d.Degraded {
@@ -325,7 +394,7 @@ func (p *PolicySet) eval(ctx context.Context, req Request, dp Datapoints, tracer
 		d.FingerprintID = dp.Payload.FingerprintID()
 		d.Payload, d.DatapointsAge = dp.Payload, dp.Age
 	}
-	return d, nil
+	return d
 }
 
 // buildInput assembles the policy input. The cached payload is reused as

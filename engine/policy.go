@@ -38,6 +38,7 @@ type PolicySet struct {
 	loadedAt time.Time
 	files    []string
 	query    rego.PreparedEvalQuery
+	stager   *stager // nil: staging does not apply
 	// deterministic: no module calls a nondeterministic builtin (time.now_ns,
 	// rand.intn, http.send, ...), so equal inputs give equal decisions.
 	deterministic bool
@@ -178,11 +179,7 @@ func load(fsys fs.FS) (*loaded, error) {
 		return nil, fmt.Errorf("%w: data documents: %w", ErrPolicyLoad, err)
 	}
 	modules := res.ParsedModules()
-	compiler := ast.NewCompiler().
-		WithStrict(true).
-		WithCapabilities(capabilities).
-		WithEnablePrintStatements(true)
-	compiler.Compile(modules)
+	compiler := compile(modules)
 	if compiler.Failed() {
 		for _, name := range disabledBuiltins {
 			if strings.Contains(compiler.Errors.Error(), "undefined function "+name) {
@@ -199,6 +196,17 @@ func load(fsys fs.FS) (*loaded, error) {
 		store:    store,
 		compiler: compiler,
 	}, nil
+}
+
+// compile compiles parsed modules the way every policy set is compiled:
+// strict, with Verdict's capabilities, print statements kept.
+func compile(modules map[string]*ast.Module) *ast.Compiler {
+	c := ast.NewCompiler().
+		WithStrict(true).
+		WithCapabilities(capabilities).
+		WithEnablePrintStatements(true)
+	c.Compile(modules)
+	return c
 }
 
 // Compile loads and compiles the policy set in fsys and prepares the
@@ -228,11 +236,15 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: preparing the decision query: %w", ErrPolicyLoad, err)
 	}
+	// A set whose reasons is not a set cannot be staged; full evaluation
+	// reports the broken contract on every decision.
+	stager, _ := newStager(ctx, l)
 	return &PolicySet{
 		revision:      l.revision,
 		loadedAt:      time.Now().UTC(),
 		files:         l.files,
 		query:         pq,
+		stager:        stager,
 		deterministic: deterministic(l.compiler.Modules),
 	}, nil
 }

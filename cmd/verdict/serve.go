@@ -61,6 +61,7 @@ type serveConfig struct {
 	tlsCert         string
 	tlsKey          string
 	evalTimeout     positiveDuration
+	staging         bool
 }
 
 // decisionLogFlags configure the decision log.
@@ -142,6 +143,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Var(&cfg.rateBurst, "rate-burst", "requests an API key may make at once above its rate")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate (PEM) for both listeners; re-read on SIGHUP")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key (PEM) for --tls-cert")
+	fs.BoolVar(&cfg.staging, "staging", true, "stage cached payloads: partially evaluate the policies against a token's datapoints once, then only what depends on the action (false: evaluate every decision in full)")
 	fs.Var(&cfg.evalTimeout, "eval-timeout", "longest one policy evaluation may run; past it the request fails with 500 policy_error")
 	fs.BoolVar(&cfg.accessLog, "access-log", true, "log one line per request (method, route, status, latency)")
 	fs.StringVar(&cfg.decisionLog.file, "decision-log", "", "write every decision as a JSON line to this file (size-rotated)")
@@ -382,6 +384,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Source:      datapoints,
 		CaseSource:  caseSource,
 		EvalTimeout: time.Duration(cfg.evalTimeout),
+		NoStaging:   !cfg.staging,
 		OnDisagreement: func(d engine.Disagreement) {
 			log.Info("shadow policies disagree",
 				"decision_id", d.DecisionID, "live", d.Live, "shadow", d.Shadow,

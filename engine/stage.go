@@ -1,0 +1,361 @@
+package engine
+
+// Staged evaluation: per-token partial evaluation.
+//
+// A cached payload is fixed for its token; from call to call only the
+// action, the external IDs and the payload's age change. Once a payload has
+// served StageAfterUses decisions, the engine partially evaluates
+// data.verdict.reasons against it with those three unknown (OPA's partial
+// evaluation): every rule whose datapoint conditions fail drops out, known
+// values fold in, and a small residual over input.action is left. Later
+// decisions on that payload evaluate
+//
+//	reasons := <residual as set comprehensions>
+//	decision := data.verdict.decision with data.verdict.reasons as reasons
+//
+// and when nothing that query reaches reads the unknowns or calls a
+// nondeterministic builtin, the answer cannot vary: it is computed once and
+// served without evaluating anything.
+//
+// Staging is an optimisation that never changes an answer. It falls back to
+// full evaluation where partial evaluation does not apply (support modules,
+// an error, the residual table full, a payload served stale), and RunCase
+// checks it against full evaluation on every golden case, so a policy set
+// whose staged answers differ is refused at load.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+)
+
+// StageAfterUses is the number of decisions a cached payload serves with
+// full evaluation before it is staged. Staging costs about as much as ten
+// full evaluations, so a token seen once never pays it.
+const StageAfterUses = 2
+
+// maxResiduals bounds the distinct residual queries a policy set prepares.
+// Tokens with the same signals share a residual; past the bound, new
+// residuals are not prepared and their tokens use full evaluation.
+const maxResiduals = 1024
+
+// reasonVar is the variable the residual binds each reason to.
+const reasonVar = ast.Var("__verdict_reason__")
+
+// unknownRefs are the parts of the input that vary between calls on the
+// same payload. Everything else in the input is fixed by the payload and
+// its origin.
+var unknownRefs = []ast.Ref{
+	ast.MustParseRef("input.action"),
+	ast.MustParseRef("input.external_ids"),
+	ast.MustParseRef("input.upstream.age_seconds"),
+}
+
+// StageKind says how a payload's decisions are evaluated.
+type StageKind string
+
+// Stage kinds.
+const (
+	// StageFull: full evaluation (not staged, or staging did not apply).
+	StageFull StageKind = "full"
+	// StageResidual: the residual query per call.
+	StageResidual StageKind = "residual"
+	// StageConstant: the answer is fixed for the payload; no evaluation.
+	StageConstant StageKind = "constant"
+)
+
+// stager partially evaluates one policy set against payloads.
+//
+// OPA's partial evaluation writes into the terms it works on, including
+// terms of the compiled rules and of the input (its copy propagation
+// rewrites them in place, with equal values). So it runs on a compiler of
+// its own, one payload at a time (mu), on a private copy of the payload,
+// and its result is deep-copied before the serving compiler sees it.
+type stager struct {
+	// compiler serves evaluations (residual queries are prepared on it);
+	// peCompiler is partial evaluation's own compilation of the same
+	// modules.
+	compiler   *ast.Compiler
+	peCompiler *ast.Compiler
+	store      storage.Store
+	unknowns   []*ast.Term
+
+	mu        sync.Mutex // guards partial, peCompiler and residuals
+	partial   rego.PreparedPartialQuery
+	residuals map[string]*rego.PreparedEvalQuery
+}
+
+func newStager(ctx context.Context, l *loaded) (*stager, error) {
+	modules := make(map[string]*ast.Module, len(l.modules))
+	for name, m := range l.modules {
+		modules[name] = m.Copy()
+	}
+	peCompiler := compile(modules)
+	if peCompiler.Failed() {
+		return nil, fmt.Errorf("compiling for partial evaluation: %w", peCompiler.Errors)
+	}
+	query := ast.NewBody(ast.NewExpr(ast.NewTerm(reasonsRef.Append(ast.NewTerm(reasonVar)))))
+	pq, err := rego.New(
+		rego.ParsedQuery(query),
+		rego.Compiler(peCompiler),
+		rego.Store(l.store),
+		rego.StrictBuiltinErrors(false),
+	).PrepareForPartial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("preparing partial evaluation: %w", err)
+	}
+	s := &stager{compiler: l.compiler, peCompiler: peCompiler, store: l.store, partial: pq,
+		residuals: map[string]*rego.PreparedEvalQuery{}}
+	for _, r := range unknownRefs {
+		s.unknowns = append(s.unknowns, ast.NewTerm(r))
+	}
+	return s, nil
+}
+
+// staged is a payload's staged form under one policy set and origin.
+type staged struct {
+	set    *PolicySet
+	origin Origin
+	kind   StageKind
+	// why explains a StageFull fallback.
+	why string
+	// query is the residual query (StageResidual).
+	query *rego.PreparedEvalQuery
+	// decision and reasons are the fixed answer (StageConstant).
+	decision string
+	reasons  []Reason
+}
+
+// stageCell is the staging state a Payload carries.
+type stageCell struct {
+	uses atomic.Int64
+	busy atomic.Bool
+	cur  atomic.Pointer[staged]
+}
+
+// stage partially evaluates the policy set against dp's payload. It never
+// fails: when staging does not apply, the result is StageFull with why.
+func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints) *staged {
+	st := &staged{set: p, origin: dp.Origin, kind: StageFull}
+	if dp.Payload == nil || dp.Origin == OriginStale {
+		st.why = "no payload, or a stale one"
+		return st
+	}
+	known, err := knownInput(dp)
+	if err != nil {
+		st.why = err.Error()
+		return st
+	}
+	s.mu.Lock()
+	pqs, err := s.partial.Partial(ctx, rego.EvalParsedInput(known), rego.EvalParsedUnknowns(s.unknowns))
+	var body ast.Body
+	var r reach
+	if err == nil && len(pqs.Support) == 0 {
+		body = residualQuery(pqs.Queries).Copy() // detached from peCompiler's terms
+		r = s.reach(body)
+	}
+	s.mu.Unlock()
+	switch {
+	case err != nil:
+		st.why = "partial evaluation: " + err.Error()
+		return st
+	case len(pqs.Support) > 0:
+		st.why = "partial evaluation needs support rules"
+		return st
+	}
+	key := body.String()
+	if !r.varies {
+		q := s.prepare(ctx, body)
+		if q == nil {
+			st.why = "residual query does not compile"
+			return st
+		}
+		rs, err := q.Eval(ctx, rego.EvalParsedInput(known))
+		if err != nil || len(rs) != 1 {
+			st.why = fmt.Sprintf("evaluating the constant residual: %v (%d results)", err, len(rs))
+			return st
+		}
+		if st.decision, st.reasons, err = parseOutput(rs[0].Bindings); err != nil {
+			st.why = "constant residual: " + err.Error()
+			return st
+		}
+		st.kind = StageConstant
+		return st
+	}
+	s.mu.Lock()
+	q, ok := s.residuals[key]
+	full := len(s.residuals) >= maxResiduals
+	s.mu.Unlock()
+	if !ok {
+		if full {
+			st.why = "residual table full"
+			return st
+		}
+		q = s.prepare(ctx, body)
+		if q == nil {
+			st.why = "residual query does not compile"
+			return st
+		}
+		s.mu.Lock()
+		if prev, ok := s.residuals[key]; ok {
+			q = prev
+		} else {
+			s.residuals[key] = q
+		}
+		s.mu.Unlock()
+	}
+	st.kind, st.query = StageResidual, q
+	return st
+}
+
+// prepare compiles a residual query on the policy set; nil if it does not
+// compile (which would be a bug in partial evaluation: fall back).
+func (s *stager) prepare(ctx context.Context, body ast.Body) *rego.PreparedEvalQuery {
+	q, err := rego.New(
+		rego.ParsedQuery(body),
+		rego.Compiler(s.compiler),
+		rego.Store(s.store),
+		rego.StrictBuiltinErrors(false),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil
+	}
+	return &q
+}
+
+// residualQuery turns the partial evaluation of data.verdict.reasons[x]
+// (one query per way a reason can still fire) into the staged decision
+// query: the union of one set comprehension per residual query, and the
+// decision rule evaluated with data.verdict.reasons replaced by it.
+func residualQuery(queries []ast.Body) ast.Body {
+	union := ast.SetTerm()
+	for i, q := range queries {
+		c := ast.SetComprehensionTerm(ast.NewTerm(reasonVar), dropCopies(q))
+		if i == 0 {
+			union = c
+		} else {
+			union = ast.CallTerm(ast.RefTerm(ast.VarTerm(ast.Or.Name)), union, c)
+		}
+	}
+	decision := ast.Assign.Expr(ast.VarTerm("decision"), ast.NewTerm(decisionRef))
+	decision.With = []*ast.With{{Target: ast.NewTerm(reasonsRef), Value: ast.VarTerm("reasons")}}
+	return ast.NewBody(ast.Assign.Expr(ast.VarTerm("reasons"), union), decision)
+}
+
+// dropCopies removes the copies partial evaluation leaves of the reason a
+// residual binds: "_ = X" and "__localqN__ = X" next to "__verdict_reason__ =
+// X". Each only asserts that X is defined, which binding the reason
+// asserts too, but evaluating X twice builds the reason (and its message)
+// twice.
+func dropCopies(q ast.Body) ast.Body {
+	var bound *ast.Term
+	for _, e := range q {
+		if e.IsEquality() && len(e.With) == 0 && e.Operand(0).Equal(ast.NewTerm(reasonVar)) {
+			bound = e.Operand(1)
+		}
+	}
+	if bound == nil {
+		return q
+	}
+	used := map[ast.Var]int{}
+	ast.WalkVars(q, func(v ast.Var) bool { used[v]++; return false })
+	out := make(ast.Body, 0, len(q))
+	for _, e := range q {
+		if e.IsEquality() && len(e.With) == 0 && !e.Negated && e.Operand(1).Equal(bound) {
+			if v, ok := e.Operand(0).Value.(ast.Var); ok && v != reasonVar && (v.IsWildcard() || used[v] == 1) {
+				continue
+			}
+		}
+		out.Append(e)
+	}
+	return out
+}
+
+// knownInput is the input without its unknown parts: what is fixed for a
+// payload served from one origin. The payload is parsed afresh from its raw
+// bytes: partial evaluation must not touch the copy decisions read.
+func knownInput(dp Datapoints) (ast.Value, error) {
+	fingerprint := ast.NullTerm()
+	if id := dp.Payload.FingerprintID(); id != "" {
+		fingerprint = ast.StringTerm(id)
+	}
+	fresh, err := ParsePayload(dp.Payload.Raw())
+	if err != nil {
+		return nil, err
+	}
+	return ast.NewObject(
+		ast.Item(ast.InternedTerm("datapoints"), ast.NewTerm(fresh.value)),
+		ast.Item(ast.InternedTerm("upstream"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("status"), ast.StringTerm(string(dp.Status))),
+			ast.Item(ast.InternedTerm("source"), ast.StringTerm(string(dp.Origin))),
+		)),
+		ast.Item(ast.InternedTerm("fingerprint_id"), fingerprint),
+	), nil
+}
+
+// reach is what a query can read, following every rule it refers to.
+type reach struct {
+	// varies: it reads an unknown part of the input (or all of the input),
+	// or calls a nondeterministic builtin.
+	varies bool
+}
+
+// reach walks body and, transitively, every rule it refers to, except
+// data.verdict.reasons, which the residual query replaces. Callers hold mu.
+func (s *stager) reach(body ast.Body) reach {
+	var r reach
+	seen := map[*ast.Rule]bool{}
+	var visit func(x any)
+	visit = func(x any) {
+		ast.WalkTerms(x, func(t *ast.Term) bool {
+			if r.varies {
+				return true
+			}
+			switch v := t.Value.(type) {
+			case ast.Var: // a bare input outside a ref reads all of it
+				r.varies = v.Equal(ast.InputRootDocument.Value)
+			case ast.Ref:
+				r.varies = s.refVaries(v)
+				if v.HasPrefix(ast.DefaultRootRef) {
+					for _, rule := range s.peCompiler.GetRules(v.ConstantPrefix()) {
+						if !seen[rule] && !rule.Path().Equal(reasonsRef) {
+							seen[rule] = true
+							visit(rule)
+						}
+					}
+				}
+				for _, part := range v[1:] { // refs inside the ref: data.x[input.y]
+					visit(part)
+				}
+				return true
+			}
+			return false
+		})
+	}
+	visit(body)
+	return r
+}
+
+// refVaries reports whether reading ref may give a different value from
+// call to call on the same payload.
+func (s *stager) refVaries(ref ast.Ref) bool {
+	if ref.HasPrefix(ast.InputRootRef) {
+		prefix := ref.ConstantPrefix()
+		for _, u := range unknownRefs {
+			if prefix.HasPrefix(u) || u.HasPrefix(prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	if b, ok := ast.BuiltinMap[strings.TrimSuffix(ref.String(), ".")]; ok {
+		return b.Nondeterministic
+	}
+	return false
+}

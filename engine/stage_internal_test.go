@@ -1,0 +1,280 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"testing/fstest"
+
+	"github.com/verdict-engine/verdict/csideclient/csidetest"
+	"github.com/verdict-engine/verdict/policies"
+)
+
+func shippedSet(t testing.TB) *PolicySet {
+	t.Helper()
+	set, err := Compile(context.Background(), policies.FS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func cachedPayload(t testing.TB, token string) Datapoints {
+	t.Helper()
+	raw, ok := csidetest.Payload(token)
+	if !ok {
+		t.Fatalf("no payload for %s", token)
+	}
+	p, err := ParsePayload(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Datapoints{Status: StatusOK, Origin: OriginCache, Payload: p}
+}
+
+// actionMatrix is every shipped rule's action conditions, their edges and
+// some shapes a caller may send.
+func actionMatrix() []Request {
+	var out []Request
+	for _, typ := range []string{"login", "signup", "checkout", "password_reset", "browse", "payout", "unknown_action"} {
+		out = append(out, Request{Action: map[string]any{"type": typ}})
+	}
+	for _, amount := range []any{json.Number("0"), json.Number("499.99"), json.Number("500"), json.Number("900.5"), "900", nil} {
+		for _, currency := range []any{"EUR", "", 42, nil} {
+			a := map[string]any{"type": "checkout", "amount": amount}
+			if currency != nil {
+				a["currency"] = currency
+			}
+			out = append(out, Request{Action: a})
+		}
+	}
+	out = append(out,
+		Request{Action: map[string]any{"type": "signup", "extra": map[string]any{"nested": []any{json.Number("1")}}}},
+		Request{Action: map[string]any{"type": "login"}, ExternalIDs: map[string]string{"accountId": "1234567890", "email": "a@example.com"}},
+	)
+	return out
+}
+
+// TestStagedMatchesFull is the equivalence proof beyond the golden cases:
+// every scenario payload of the fake cside, every action of the matrix,
+// staged and full evaluation give the same decision and reasons.
+func TestStagedMatchesFull(t *testing.T) {
+	ctx := context.Background()
+	set := shippedSet(t)
+	kinds := map[StageKind]int{}
+	for _, token := range append(csidetest.Tokens(), csidetest.HumanFamily+"x") {
+		if _, ok := csidetest.Payload(token); !ok {
+			continue
+		}
+		dp := cachedPayload(t, token)
+		kinds[set.stage(ctx, dp).kind]++
+		for _, req := range actionMatrix() {
+			diff, err := set.checkStaged(ctx, req, dp)
+			if err != nil {
+				t.Fatalf("%s %v: %v", token, req.Action, err)
+			}
+			if diff != "" {
+				t.Errorf("%s %v: %s", token, req.Action, diff)
+			}
+		}
+	}
+	if kinds[StageConstant] == 0 || kinds[StageResidual] == 0 {
+		t.Errorf("stage kinds over the scenarios = %v, want both constant and residual payloads", kinds)
+	}
+}
+
+func TestStageKinds(t *testing.T) {
+	ctx := context.Background()
+	set := shippedSet(t)
+	for token, want := range map[string]StageKind{
+		"demo-human":  StageConstant, // no rule can fire, whatever the action
+		"demo-bot":    StageConstant, // bad bot: denied on every action
+		"demo-tor":    StageResidual, // the effect depends on the action
+		"demo-vpn":    StageResidual, // the checkout amount matters
+		"demo-tamper": StageResidual,
+	} {
+		if st := set.stage(ctx, cachedPayload(t, token)); st.kind != want {
+			t.Errorf("%s staged as %s (%s), want %s", token, st.kind, st.why, want)
+		}
+	}
+	stale := cachedPayload(t, "demo-human")
+	stale.Origin = OriginStale
+	if st := set.stage(ctx, stale); st.kind != StageFull {
+		t.Errorf("a stale payload staged as %s, want full", st.kind)
+	}
+}
+
+// TestReach checks which rules make a staged answer vary per call.
+func TestReach(t *testing.T) {
+	ctx := context.Background()
+	const head = "package verdict\n\ndefault decision := \"allow\"\n\n"
+	tests := []struct {
+		name   string
+		policy string
+		want   StageKind
+	}{
+		{"datapoints only", `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.bot.result == "notDetected"`, StageConstant},
+		{"decision reads the action", `decision := "deny" if input.action.type == "payout"
+reasons := set()`, StageResidual},
+		{"decision reads all of the input", `decision := "deny" if count(input) > 99
+reasons := set()`, StageResidual},
+		{"decision reads the upstream object", `decision := "deny" if input.upstream.age_seconds > 5
+reasons := set()`, StageResidual},
+		{"decision reads the upstream status", `decision := "deny" if input.upstream.status == "gone"
+reasons := set()`, StageConstant},
+		{"decision reads the clock", `decision := "deny" if time.now_ns() < 0
+reasons := set()`, StageResidual},
+		{"decision reads the action through a function", `decision := effect(1)
+effect(_) := "deny" if input.action.type == "payout"
+reasons := set()`, StageResidual},
+		{"dynamic input ref", `k := "action"
+decision := "deny" if input[k].type == "payout"
+reasons := set()`, StageResidual},
+		{"reason reads the action", `reasons contains {"code": "x", "effect": "deny", "message": input.action.type} if input.datapoints.bot.result == "notDetected"`, StageResidual},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			set, err := Compile(ctx, fstest.MapFS{"p.rego": {Data: []byte(head + tt.policy + "\n")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dp := cachedPayload(t, "demo-human")
+			st := set.stage(ctx, dp)
+			if st.kind != tt.want {
+				t.Errorf("staged as %s (%s), want %s", st.kind, st.why, tt.want)
+			}
+			for _, req := range actionMatrix() {
+				if diff, err := set.checkStaged(ctx, req, dp); err != nil || diff != "" {
+					t.Errorf("%v: %v %s", req.Action, err, diff)
+				}
+			}
+		})
+	}
+}
+
+// TestEvalStagedLifecycle follows one cached payload: full evaluation for
+// its first uses, staged after, restaged under a new policy set, never
+// staged when served stale.
+func TestEvalStagedLifecycle(t *testing.T) {
+	ctx := context.Background()
+	set, other := shippedSet(t), shippedSet(t)
+	dp := cachedPayload(t, "demo-tor")
+	req := Request{Action: map[string]any{"type": "signup"}}
+	var kinds []StageKind
+	for range StageAfterUses + 2 {
+		d, err := set.evalStaged(ctx, req, dp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Decision != Deny {
+			t.Fatalf("decision = %s, want deny", d.Decision)
+		}
+		kinds = append(kinds, d.Stage)
+	}
+	want := []StageKind{StageFull, StageResidual, StageResidual, StageResidual}
+	if !slices.Equal(kinds, want) {
+		t.Errorf("stages = %v, want %v", kinds, want)
+	}
+	if d, _ := other.evalStaged(ctx, req, dp); d.Stage != StageResidual {
+		t.Errorf("under a new policy set: stage %s, want an immediate restage", d.Stage)
+	}
+	if st := dp.Payload.stage.cur.Load(); st.set != other {
+		t.Error("the payload did not keep the new set's staging")
+	}
+	stale := dp
+	stale.Origin = OriginStale
+	if d, _ := set.evalStaged(ctx, req, stale); d.Stage != StageFull || !d.Degraded {
+		t.Errorf("stale: stage %s degraded %v, want full and degraded", d.Stage, d.Degraded)
+	}
+}
+
+func BenchmarkStage(b *testing.B) {
+	ctx := context.Background()
+	set := shippedSet(b)
+	for _, token := range []string{"demo-human", "demo-vpn"} {
+		b.Run(token, func(b *testing.B) {
+			dp := cachedPayload(b, token)
+			b.ReportAllocs()
+			for b.Loop() {
+				set.stage(ctx, dp)
+			}
+		})
+	}
+}
+
+// BenchmarkEvalStaged is BenchmarkEval on the serving path: the payload is
+// staged first, as it is from its StageAfterUses-th decision on.
+func BenchmarkEvalStaged(b *testing.B) {
+	ctx := context.Background()
+	set := shippedSet(b)
+	for _, bc := range []struct {
+		name, token string
+		action      map[string]any
+	}{
+		{"human-login", "demo-human", map[string]any{"type": "login"}},
+		{"vpn-checkout", "demo-vpn", map[string]any{"type": "checkout", "amount": json.Number("900"), "currency": "USD"}},
+		{"bot-signup", "demo-bot", map[string]any{"type": "signup"}},
+		{"tor-checkout", "demo-tor", map[string]any{"type": "checkout", "amount": json.Number("900"), "currency": "USD"}},
+		{"tamper-checkout", "demo-tamper", map[string]any{"type": "checkout", "amount": json.Number("900"), "currency": "USD"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			dp := cachedPayload(b, bc.token)
+			req := Request{Token: bc.token, Action: bc.action, ExternalIDs: map[string]string{"accountId": "1234567890"}}
+			for range StageAfterUses {
+				if _, err := set.evalStaged(ctx, req, dp); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := set.evalStaged(ctx, req, dp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestEvalStagedConcurrent stages many payloads from many goroutines at
+// once (run it with -race): the residual table and the shared compiler.
+func TestEvalStagedConcurrent(t *testing.T) {
+	ctx := context.Background()
+	set := shippedSet(t)
+	tokens := []string{"demo-human", "demo-vpn", "demo-bot", "demo-tor", "demo-tamper"}
+	want := map[string]Decision{}
+	req := Request{Action: map[string]any{"type": "checkout", "amount": json.Number("900")}}
+	for _, tok := range tokens {
+		d, err := set.Eval(ctx, req, cachedPayload(t, tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[tok] = d
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8*len(tokens))
+	for range 8 {
+		for _, tok := range tokens {
+			dp := cachedPayload(t, tok) // a payload per goroutine: each stages its own
+			wg.Go(func() {
+				for range 20 {
+					d, err := set.evalStaged(ctx, req, dp)
+					if err == nil && (d.Decision != want[tok].Decision || !slices.Equal(d.Reasons, want[tok].Reasons)) {
+						err = fmt.Errorf("%s: staged (%s) %s %v, full %s %v", tok, d.Stage, d.Decision, d.Reasons, want[tok].Decision, want[tok].Reasons)
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
