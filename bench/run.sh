@@ -2,9 +2,12 @@
 # The side-by-side harness: the same request mix, for the same duration, against
 #   1. a Gin handler that only decodes and encodes JSON (the ceiling),
 #   2. OPA's own server (opa run --server) with policies/ (one query: data.verdict.result),
-#   3. Verdict with a warm cache (every request a cache hit),
-#   4. Verdict with a cold cache against a fake cside answering in 20 ms (every request a miss).
-# Prints one table: req/s, p50, p99, and Verdict's ratios to OPA and to the ceiling.
+#   3. Verdict with a warm cache (every request a cache hit), as in production: API keys, metrics, the
+#      decision log and the access log to files; then paced, open loop, at half the rate it reached;
+#   4. the same with --staging=false (every decision evaluated in full),
+#   5. Verdict with a cold cache against a fake cside answering in 20 ms (every request a miss).
+# Prints one table: req/s, p50, p99, and Verdict's ratios to OPA and to the ceiling, then the paced
+# latencies.
 # Installs what it needs: wrk (Debian) and opa v1.22.3 (go install).
 #
 #   bench/run.sh [duration] [connections]     (defaults: 10s 16)
@@ -65,12 +68,33 @@ curl -fs -XPOST http://127.0.0.1:18302/v1/data/verdict/result -d @"$work/opa-inp
 	|| { echo "FAILED: OPA does not decide" >&2; exit 1; }
 OPA_INPUT="$work/opa-input.json" run opa http://127.0.0.1:18302/v1/data/verdict/result bench/lua/opa.lua
 
-"$work/bin/verdict" serve --demo --addr 127.0.0.1:18303 --admin-addr off --log-level error 2>"$work/verdict.log" & pids+=($!)
-wait_up http://127.0.0.1:18303/healthz
-for t in demo-vpn demo-human demo-bot demo-tor demo-tamper; do
-	curl -fs http://127.0.0.1:18303/decide -H 'Content-Type: application/json' -d "{\"token\":\"$t\",\"action\":{\"type\":\"login\"}}" >/dev/null
-done
-run verdict-warm http://127.0.0.1:18303/decide bench/lua/verdict.lua
+# Verdict as in production: API keys, the admin listener (metrics), the
+# decision log to a file and the access log (info level) to a file.
+printf 'bench:bench_key_0123456789abcdef\n' >"$work/keys.txt"
+printf 'ops:ops_key_0123456789abcdef\n' >"$work/admin-keys.txt"
+export VERDICT_KEY=bench_key_0123456789abcdef
+# verdict NAME PORT ADMIN_PORT [FLAGS...]: starts a warm Verdict, warms the demo tokens, drives it.
+verdict() {
+	local name=$1 port=$2 admin=$3
+	shift 3
+	"$work/bin/verdict" serve --demo --addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin" \
+		--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
+		--decision-log "$work/$name-decisions.log" --log-level info "$@" 2>"$work/$name.log" & pids+=($!)
+	wait_up "http://127.0.0.1:$port/healthz"
+	for t in demo-vpn demo-human demo-bot demo-tor demo-tamper; do
+		for _ in 1 2 3; do # a token is staged from its second decision from the cache on
+			curl -fs "http://127.0.0.1:$port/decide" -H "Authorization: Bearer $VERDICT_KEY" \
+				-H 'Content-Type: application/json' -d "{\"token\":\"$t\",\"action\":{\"type\":\"login\"}}" >/dev/null \
+				|| { echo "FAILED: $name does not decide" >&2; exit 1; }
+		done
+	done
+	run "$name" "http://127.0.0.1:$port/decide" bench/lua/verdict.lua
+}
+verdict verdict-warm 18303 18306
+half=$(awk '{printf "%d", $2 / 2}' "$work/verdict-warm")
+echo "pacing verdict-warm at $half req/s ($duration)" >&2
+read -r half_p50 half_p99 half_p999 half_errs < <("$work/bin/harness" pace http://127.0.0.1:18303/decide "$half" "$duration")
+verdict verdict-nostage 18307 18308 --staging=false
 
 "$work/bin/harness" fake 127.0.0.1:18304 20ms & pids+=($!)
 wait_up http://127.0.0.1:18304/
@@ -82,8 +106,10 @@ run verdict-cold http://127.0.0.1:18305/decide bench/lua/cold.lua
 opa_rps=$(awk '{print $2}' "$work/opa")
 ceiling_rps=$(awk '{print $2}' "$work/ceiling")
 printf "\n%-14s %10s %10s %10s %8s %10s %10s\n" server "req/s" p50 p99 non-2xx "vs OPA" "vs ceiling"
-for n in ceiling opa verdict-warm verdict-cold; do
+for n in ceiling opa verdict-warm verdict-nostage verdict-cold; do
 	read -r name rps p50 p99 bad <"$work/$n"
 	printf "%-14s %10s %10s %10s %8s %9.2fx %9.0f%%\n" "$name" "$rps" "$p50" "$p99" "$bad" \
 		"$(awk -v a="$rps" -v b="$opa_rps" 'BEGIN{print a/b}')" "$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN{print 100*a/b}')"
 done
+printf "\nverdict-warm at half its saturation rate (%s req/s, open loop): p50 %s, p99 %s, p99.9 %s, %s failed\n" \
+	"$half" "$half_p50" "$half_p99" "$half_p999" "$half_errs"

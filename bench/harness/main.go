@@ -3,14 +3,23 @@
 //	harness noop ADDR             a Gin handler that only decodes and encodes JSON: the ceiling
 //	harness fake ADDR LATENCY     the fake cside (csidetest) on ADDR, every answer delayed by LATENCY
 //	harness opa-input TOKEN       prints the OPA input (action, datapoints, upstream) for a demo token
+//	harness pace URL RATE DURATION  sends /decide requests at a fixed RATE (per second, open loop) and
+//	                              prints "p50 p99 p999 errors" in ms; VERDICT_KEY, if set, is the API key
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -20,7 +29,7 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		log.Fatal("usage: harness noop ADDR | fake ADDR LATENCY | opa-input TOKEN")
+		log.Fatal("usage: harness noop ADDR | fake ADDR LATENCY | opa-input TOKEN | pace URL RATE DURATION")
 	}
 	switch os.Args[1] {
 	case "noop":
@@ -54,8 +63,23 @@ func main() {
 		}
 		b, _ := json.Marshal(map[string]any{"input": input})
 		fmt.Println(string(b))
+	case "pace":
+		if len(os.Args) != 5 {
+			log.Fatal("usage: harness pace URL RATE DURATION")
+		}
+		rate, err := strconv.Atoi(os.Args[3])
+		if err != nil || rate <= 0 {
+			log.Fatalf("pace: RATE %q: want a positive number of requests per second", os.Args[3])
+		}
+		d, err := time.ParseDuration(os.Args[4])
+		if err != nil || d <= 0 {
+			log.Fatalf("pace: DURATION %q: want a positive duration", os.Args[4])
+		}
+		if err := pace(os.Args[2], rate, d, os.Getenv("VERDICT_KEY")); err != nil {
+			log.Fatal(err)
+		}
 	default:
-		log.Fatal("unknown helper: want noop, fake or opa-input")
+		log.Fatal("unknown helper: want noop, fake, opa-input or pace")
 	}
 }
 
@@ -83,4 +107,120 @@ func noop() http.Handler {
 		})
 	})
 	return r
+}
+
+// pace sends the request mix of bench/lua/verdict.lua at a fixed rate over
+// 16 keep-alive connections (as wrk uses), each sending on its own schedule,
+// and prints p50, p99 and p99.9 in milliseconds, the number of failed
+// requests, and how late a connection ever was on its schedule for a late
+// answer. When a
+// request is sent late because the previous answer on its connection came
+// back late, its latency counts from when it was due, as in wrk2: a stalled
+// server is not hidden by the sender waiting for it (coordinated omission).
+// When it is late only because the sender's timer woke late, it counts from
+// when it was sent: that delay is the sender's, not the server's. Connections are raw net.Conns with one bufio
+// pair each, so the sender costs little CPU next to the server it measures.
+func pace(rawURL string, rate int, d time.Duration, key string) error {
+	const conns = 16
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("pace: %w", err)
+	}
+	tokens := []string{"demo-vpn", "demo-human", "demo-bot", "demo-tor", "demo-tamper"}
+	interval := time.Duration(float64(time.Second) * conns / float64(rate))
+	perConn := int(d / interval)
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		errs      int
+		maxLag    time.Duration
+		wg        sync.WaitGroup
+	)
+	start := time.Now()
+	for c := range conns {
+		wg.Go(func() {
+			lat, lag, failed := paceConn(u, key, tokens, start.Add(time.Duration(c)*interval/conns), interval, perConn, c)
+			mu.Lock()
+			defer mu.Unlock()
+			latencies = append(latencies, lat...)
+			errs += failed
+			maxLag = max(maxLag, lag)
+		})
+	}
+	wg.Wait()
+	if len(latencies) == 0 {
+		return fmt.Errorf("pace: every request failed")
+	}
+	slices.Sort(latencies)
+	at := func(q float64) string {
+		return fmt.Sprintf("%.2fms", float64(latencies[int(q*float64(len(latencies)-1))])/1e6)
+	}
+	fmt.Println(at(0.50), at(0.99), at(0.999), errs, fmt.Sprintf("%.1fms", float64(maxLag)/1e6))
+	return nil
+}
+
+// paceConn sends n requests on one connection, one every interval from
+// first, and returns their latencies, its largest lag and its failures.
+func paceConn(u *url.URL, key string, tokens []string, first time.Time, interval time.Duration, n, offset int) ([]time.Duration, time.Duration, int) {
+	var (
+		lat    = make([]time.Duration, 0, n)
+		done   time.Time // when the previous answer came back
+		lag    time.Duration
+		failed int
+		conn   net.Conn
+		r      *bufio.Reader
+	)
+	defer func() {
+		if conn != nil {
+			_ = conn.Close()
+		}
+	}()
+	for i := range n {
+		due := first.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(due))
+		from := due
+		if sent := time.Now(); done.Before(due) {
+			from = sent
+		} else {
+			lag = max(lag, sent.Sub(due))
+		}
+		if conn == nil {
+			var err error
+			if conn, err = net.Dial("tcp", u.Host); err != nil {
+				failed++
+				continue
+			}
+			r = bufio.NewReader(conn)
+		}
+		seq := i*16 + offset
+		body := fmt.Sprintf(`{"token":%q,"action":{"type":"checkout","amount":%d,"currency":"USD"},"external_ids":{"accountId":"1234567890"}}`,
+			tokens[seq%len(tokens)], seq%1000)
+		auth := ""
+		if key != "" {
+			auth = "Authorization: Bearer " + key + "\r\n"
+		}
+		req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s",
+			u.RequestURI(), u.Host, auth, len(body), body)
+		ok := false
+		if _, err := io.WriteString(conn, req); err == nil {
+			if resp, err := http.ReadResponse(r, nil); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				ok = resp.StatusCode == http.StatusOK
+				if !ok && failed == 0 {
+					log.Printf("pace: first failure: status %d", resp.StatusCode)
+				}
+			} else {
+				_ = conn.Close()
+				conn = nil
+			}
+		}
+		done = time.Now()
+		if !ok {
+			failed++
+			continue
+		}
+		lat = append(lat, done.Sub(from))
+	}
+	return lat, lag, failed
 }

@@ -1,6 +1,9 @@
 -- A cached /decide: demo tokens (warm in the cache), checkout amounts varying.
+-- VERDICT_KEY, if set, is sent as the API key.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("VERDICT_KEY")
+if key then wrk.headers["Authorization"] = "Bearer " .. key end
 local tokens = {"demo-vpn", "demo-human", "demo-bot", "demo-tor", "demo-tamper"}
 local n = 0
 request = function()
