@@ -83,10 +83,13 @@ type Source interface {
 // evaluator consumes, so a cached token is never parsed again. A Payload is
 // immutable and safe for concurrent use.
 type Payload struct {
-	raw           []byte
-	value         ast.Value
-	fingerprintID string
-	size          int64
+	raw   []byte
+	value ast.Value
+	// term and fingerprint are value and the fingerprint ID as the policy
+	// input holds them, built once.
+	term, fingerprint *ast.Term
+	fingerprintID     string
+	size              int64
 	// stage is how the serving path evaluates decisions on this payload.
 	stage stageCell
 }
@@ -105,9 +108,9 @@ func ParsePayload(raw []byte) (*Payload, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: a JSON object is required, got %s", ErrInvalidPayload, ast.ValueName(v))
 	}
-	p := &Payload{raw: raw, value: obj}
+	p := &Payload{raw: raw, value: obj, term: ast.NewTerm(obj), fingerprint: ast.NullTerm()}
 	if id, ok := lookupString(obj, "identification", "fingerprintId"); ok {
-		p.fingerprintID = id
+		p.fingerprintID, p.fingerprint = id, ast.StringTerm(id)
 	}
 	p.size = int64(len(raw)) + valueSize(obj)
 	return p, nil

@@ -27,7 +27,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
@@ -298,7 +297,7 @@ func (p *PolicySet) Eval(ctx context.Context, req Request, dp Datapoints) (Decis
 
 // eval is Eval with an optional tracer (Explain's); nil for none.
 func (p *PolicySet) eval(ctx context.Context, req Request, dp Datapoints, tracer topdown.QueryTracer) (Decision, error) {
-	return p.evalQuery(ctx, &p.query, StageFull, req, dp, tracer)
+	return p.evalQuery(ctx, p.query, StageFull, req, dp, tracer)
 }
 
 // evalStaged is Eval for the serving path: a payload served from the cache
@@ -338,7 +337,7 @@ func (st *staged) eval(ctx context.Context, req Request, dp Datapoints) (Decisio
 	case StageConstant:
 		return st.set.decision(st.decision, st.reasons, StageConstant, dp, 0), nil
 	case StageResidual:
-		return st.set.evalQuery(ctx, st.query, StageResidual, req, dp, nil)
+		return st.evalResidual(ctx, req, dp)
 	default:
 		return st.set.eval(ctx, req, dp, nil)
 	}
@@ -346,34 +345,35 @@ func (st *staged) eval(ctx context.Context, req Request, dp Datapoints) (Decisio
 
 // evalQuery evaluates q, the decision query or a residual of it, which binds
 // decision and reasons.
-func (p *PolicySet) evalQuery(ctx context.Context, q *rego.PreparedEvalQuery, kind StageKind, req Request, dp Datapoints, tracer topdown.QueryTracer) (Decision, error) {
+func (p *PolicySet) evalQuery(ctx context.Context, q *query, kind StageKind, req Request, dp Datapoints, tracer topdown.QueryTracer) (Decision, error) {
 	input, err := buildInput(req, dp)
 	if err != nil {
 		return Decision{}, err
 	}
 	start := time.Now()
-	var rs rego.ResultSet
-	if tracer == nil {
-		rs, err = q.Eval(ctx, rego.EvalParsedInput(input))
-	} else {
-		rs, err = q.Eval(ctx, rego.EvalParsedInput(input), rego.EvalQueryTracer(tracer))
-	}
+	decisionT, reasonsT, err := q.eval(ctx, input, tracer)
 	evalDuration := time.Since(start)
 	if err != nil {
-		if ctx.Err() != nil {
-			return Decision{}, ctx.Err()
-		}
-		return Decision{}, fmt.Errorf("%w: revision %s: %w", ErrPolicy, p.revision, err)
+		return Decision{}, p.policyErr(ctx, err)
 	}
-	if len(rs) != 1 {
-		return Decision{}, fmt.Errorf("%w: revision %s: data.verdict.decision or data.verdict.reasons is undefined for this input", ErrPolicy, p.revision)
-	}
-	decision, reasons, err := parseOutput(rs[0].Bindings)
+	decision, reasons, err := parseOutput(decisionT, reasonsT)
 	if err != nil {
-		return Decision{}, fmt.Errorf("%w: revision %s: %w", ErrPolicy, p.revision, err)
+		return Decision{}, p.policyErr(ctx, err)
 	}
 	return p.decision(decision, reasons, kind, dp, evalDuration), nil
 }
+
+// policyErr wraps an evaluation error in ErrPolicy, unless ctx ended: then
+// it is the context's error.
+func (p *PolicySet) policyErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w: revision %s: %w", ErrPolicy, p.revision, err)
+}
+
+// errUndefined: the decision query has no result.
+var errUndefined = errors.New("data.verdict.decision or data.verdict.reasons is undefined for this input")
 
 // decision assembles the engine's answer around a policy output.
 func (p *PolicySet) decision(decision string, reasons []Reason, kind StageKind, dp Datapoints, evalDuration time.Duration) Decision {
@@ -397,6 +397,37 @@ func (p *PolicySet) decision(decision string, reasons []Reason, kind StageKind, 
 	return d
 }
 
+// The input's keys and the upstream statuses and origins, as terms built
+// once: buildInput runs on every decision.
+var (
+	actionKey      = ast.StringTerm("action")
+	externalIDsKey = ast.StringTerm("external_ids")
+	datapointsKey  = ast.StringTerm("datapoints")
+	upstreamKey    = ast.StringTerm("upstream")
+	fingerprintKey = ast.StringTerm("fingerprint_id")
+	statusKey      = ast.StringTerm("status")
+	sourceKey      = ast.StringTerm("source")
+	ageKey         = ast.StringTerm("age_seconds")
+	nullTerm       = ast.NullTerm()
+	statusTerms    = termsOf(StatusOK, StatusNotFound, StatusRejected, StatusUnavailable)
+	originTerms    = termsOf(OriginUpstream, OriginCache, OriginNone, OriginStale)
+)
+
+func termsOf[S ~string](values ...S) map[S]*ast.Term {
+	m := make(map[S]*ast.Term, len(values))
+	for _, v := range values {
+		m[v] = ast.StringTerm(string(v))
+	}
+	return m
+}
+
+func stringTerm[S ~string](known map[S]*ast.Term, v S) *ast.Term {
+	if t, ok := known[v]; ok {
+		return t
+	}
+	return ast.StringTerm(string(v))
+}
+
 // buildInput assembles the policy input. The cached payload is reused as
 // parsed; only the small action and external_ids objects are converted.
 func buildInput(req Request, dp Datapoints) (ast.Value, error) {
@@ -404,68 +435,103 @@ func buildInput(req Request, dp Datapoints) (ast.Value, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: converting action: %w", err)
 	}
-	ids := ast.NewObject()
+	ids := make([][2]*ast.Term, 0, len(req.ExternalIDs))
 	for k, v := range req.ExternalIDs {
-		ids.Insert(ast.StringTerm(k), ast.StringTerm(v))
+		ids = append(ids, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
 	}
-	datapoints, fingerprint := ast.NullTerm(), ast.NullTerm()
-	upstream := [][2]*ast.Term{
-		ast.Item(ast.InternedTerm("status"), ast.StringTerm(string(dp.Status))),
-		ast.Item(ast.InternedTerm("source"), ast.StringTerm(string(dp.Origin))),
-	}
+	datapoints, fingerprint := nullTerm, nullTerm
+	upstream := make([][2]*ast.Term, 2, 3)
+	upstream[0] = ast.Item(statusKey, stringTerm(statusTerms, dp.Status))
+	upstream[1] = ast.Item(sourceKey, stringTerm(originTerms, dp.Origin))
 	if dp.Payload != nil {
-		datapoints = ast.NewTerm(dp.Payload.value)
-		if id := dp.Payload.FingerprintID(); id != "" {
-			fingerprint = ast.StringTerm(id)
-		}
-		upstream = append(upstream, ast.Item(ast.InternedTerm("age_seconds"), ast.InternedTerm(int(dp.Age/time.Second))))
+		datapoints, fingerprint = dp.Payload.term, dp.Payload.fingerprint
+		upstream = append(upstream, ast.Item(ageKey, ast.InternedTerm(int(dp.Age/time.Second))))
 	}
 	return ast.NewObject(
-		ast.Item(ast.InternedTerm("action"), ast.NewTerm(action)),
-		ast.Item(ast.InternedTerm("external_ids"), ast.NewTerm(ids)),
-		ast.Item(ast.InternedTerm("datapoints"), datapoints),
-		ast.Item(ast.InternedTerm("upstream"), ast.ObjectTerm(upstream...)),
-		ast.Item(ast.InternedTerm("fingerprint_id"), fingerprint),
+		ast.Item(actionKey, ast.NewTerm(action)),
+		ast.Item(externalIDsKey, ast.ObjectTerm(ids...)),
+		ast.Item(datapointsKey, datapoints),
+		ast.Item(upstreamKey, ast.ObjectTerm(upstream...)),
+		ast.Item(fingerprintKey, fingerprint),
 	), nil
 }
 
 func validEffect(s string) bool { return s == Allow || s == Challenge || s == Deny }
 
-// parseOutput checks the policy output contract and returns the decision
-// and the reasons sorted by code (then effect and message, for determinism).
-func parseOutput(b rego.Vars) (string, []Reason, error) {
-	decision, ok := b["decision"].(string)
+// Keys of a reason object.
+var (
+	codeKey    = ast.StringTerm("code")
+	effectKey  = ast.StringTerm("effect")
+	messageKey = ast.StringTerm("message")
+)
+
+// parseOutput checks the policy output contract on what the decision query
+// bound and returns the decision and the reasons sorted by code (then
+// effect and message, for determinism).
+func parseOutput(decisionT, reasonsT *ast.Term) (string, []Reason, error) {
+	decision, ok := stringOf(decisionT)
 	if !ok || !validEffect(decision) {
-		return "", nil, fmt.Errorf("data.verdict.decision must be one of allow, challenge, deny; got %v", b["decision"])
+		return "", nil, fmt.Errorf("data.verdict.decision must be one of allow, challenge, deny; got %v", decisionT)
 	}
-	raw, ok := b["reasons"].([]any)
-	if !ok {
-		return "", nil, fmt.Errorf("data.verdict.reasons must be a set of objects; got %T", b["reasons"])
+	reasons, err := parseReasons(reasonsT)
+	return decision, reasons, err
+}
+
+// parseReasons checks data.verdict.reasons and returns them sorted.
+func parseReasons(reasonsT *ast.Term) ([]Reason, error) {
+	var set ast.Set
+	if reasonsT != nil {
+		set, _ = reasonsT.Value.(ast.Set)
 	}
-	reasons := make([]Reason, 0, len(raw))
-	for i, r := range raw {
-		obj, ok := r.(map[string]any)
+	if set == nil {
+		return nil, fmt.Errorf("data.verdict.reasons must be a set of objects; got %s", typeOf(reasonsT))
+	}
+	reasons := make([]Reason, 0, set.Len())
+	sorted := set.Sorted()
+	for i := range sorted.Len() {
+		r := sorted.Elem(i)
+		obj, ok := r.Value.(ast.Object)
 		if !ok {
-			return "", nil, fmt.Errorf("data.verdict.reasons[%d] must be an object; got %v", i, r)
+			return nil, fmt.Errorf("data.verdict.reasons[%d] must be an object; got %v", i, r)
 		}
 		var reason Reason
 		for _, f := range []struct {
-			name string
-			dst  *string
-		}{{"code", &reason.Code}, {"effect", &reason.Effect}, {"message", &reason.Message}} {
-			s, ok := obj[f.name].(string)
+			key *ast.Term
+			dst *string
+		}{{codeKey, &reason.Code}, {effectKey, &reason.Effect}, {messageKey, &reason.Message}} {
+			v := obj.Get(f.key)
+			s, ok := stringOf(v)
 			if !ok || s == "" {
-				return "", nil, fmt.Errorf("data.verdict.reasons[%d].%s must be a non-empty string; got %v", i, f.name, obj[f.name])
+				got := "nothing"
+				if v != nil {
+					got = v.String()
+				}
+				return nil, fmt.Errorf("data.verdict.reasons[%d].%s must be a non-empty string; got %s", i, string(f.key.Value.(ast.String)), got)
 			}
 			*f.dst = s
 		}
 		if !validEffect(reason.Effect) {
-			return "", nil, fmt.Errorf("data.verdict.reasons[%d].effect must be one of allow, challenge, deny; got %q", i, reason.Effect)
+			return nil, fmt.Errorf("data.verdict.reasons[%d].effect must be one of allow, challenge, deny; got %q", i, reason.Effect)
 		}
 		reasons = append(reasons, reason)
 	}
 	slices.SortFunc(reasons, func(a, b Reason) int {
 		return cmp.Or(cmp.Compare(a.Code, b.Code), cmp.Compare(a.Effect, b.Effect), cmp.Compare(a.Message, b.Message))
 	})
-	return decision, reasons, nil
+	return reasons, nil
+}
+
+func stringOf(t *ast.Term) (string, bool) {
+	if t == nil {
+		return "", false
+	}
+	s, ok := t.Value.(ast.String)
+	return string(s), ok
+}
+
+func typeOf(t *ast.Term) string {
+	if t == nil {
+		return "undefined"
+	}
+	return ast.ValueName(t.Value)
 }

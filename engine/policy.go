@@ -15,7 +15,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 )
 
@@ -30,14 +29,14 @@ var (
 )
 
 // decisionQuery binds both outputs in one evaluation.
-var decisionQuery = ast.MustParseBody("decision := data.verdict.decision; reasons := data.verdict.reasons")
+var decisionQuery = ast.MustParseBody("decision = data.verdict.decision; reasons = data.verdict.reasons")
 
 // PolicySet is a compiled, immutable policy set: the unit hot reload swaps.
 type PolicySet struct {
 	revision string
 	loadedAt time.Time
 	files    []string
-	query    rego.PreparedEvalQuery
+	query    *query
 	stager   *stager // nil: staging does not apply
 	// deterministic: no module calls a nondeterministic builtin (time.now_ns,
 	// rand.intn, http.send, ...), so equal inputs give equal decisions.
@@ -227,12 +226,7 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: the policy set must define %s", ErrPolicyLoad, strings.Join(missing, " and "))
 	}
-	pq, err := rego.New(
-		rego.ParsedQuery(decisionQuery),
-		rego.Compiler(l.compiler),
-		rego.Store(l.store),
-		rego.StrictBuiltinErrors(false),
-	).PrepareForEval(ctx)
+	pq, err := newQuery(l.compiler, l.store, decisionQuery)
 	if err != nil {
 		return nil, fmt.Errorf("%w: preparing the decision query: %w", ErrPolicyLoad, err)
 	}

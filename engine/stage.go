@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -86,10 +87,25 @@ type stager struct {
 	store      storage.Store
 	unknowns   []*ast.Term
 
+	// decisionFixed: data.verdict.decision, with the reasons given, reads
+	// nothing that varies between calls on a payload. A staged payload then
+	// evaluates the decision rule once per distinct set of reasons.
+	decisionFixed bool
+
 	mu        sync.Mutex // guards partial, peCompiler and residuals
 	partial   rego.PreparedPartialQuery
-	residuals map[string]*rego.PreparedEvalQuery
+	residuals map[string]*residual
 }
+
+// residual is a prepared residual query, shared by the payloads whose
+// partial evaluation gave the same one.
+type residual struct {
+	// full binds reasons and decision; reasons binds only the reasons.
+	full, reasons *query
+}
+
+// maxDecisionsPerPayload bounds a staged payload's decision memo.
+const maxDecisionsPerPayload = 16
 
 func newStager(ctx context.Context, l *loaded) (*stager, error) {
 	modules := make(map[string]*ast.Module, len(l.modules))
@@ -100,9 +116,9 @@ func newStager(ctx context.Context, l *loaded) (*stager, error) {
 	if peCompiler.Failed() {
 		return nil, fmt.Errorf("compiling for partial evaluation: %w", peCompiler.Errors)
 	}
-	query := ast.NewBody(ast.NewExpr(ast.NewTerm(reasonsRef.Append(ast.NewTerm(reasonVar)))))
+	each := ast.NewBody(ast.NewExpr(ast.NewTerm(reasonsRef.Append(ast.NewTerm(reasonVar)))))
 	pq, err := rego.New(
-		rego.ParsedQuery(query),
+		rego.ParsedQuery(each),
 		rego.Compiler(peCompiler),
 		rego.Store(l.store),
 		rego.StrictBuiltinErrors(false),
@@ -111,10 +127,11 @@ func newStager(ctx context.Context, l *loaded) (*stager, error) {
 		return nil, fmt.Errorf("preparing partial evaluation: %w", err)
 	}
 	s := &stager{compiler: l.compiler, peCompiler: peCompiler, store: l.store, partial: pq,
-		residuals: map[string]*rego.PreparedEvalQuery{}}
+		residuals: map[string]*residual{}}
 	for _, r := range unknownRefs {
 		s.unknowns = append(s.unknowns, ast.NewTerm(r))
 	}
+	s.decisionFixed = !s.reach(ast.NewBody(ast.Equality.Expr(ast.NewTerm(decisionVar), ast.NewTerm(decisionRef)))).varies
 	return s, nil
 }
 
@@ -125,11 +142,15 @@ type staged struct {
 	kind   StageKind
 	// why explains a StageFull fallback.
 	why string
-	// query is the residual query (StageResidual).
-	query *rego.PreparedEvalQuery
+	// residual is the residual query (StageResidual).
+	residual *residual
 	// decision and reasons are the fixed answer (StageConstant).
 	decision string
 	reasons  []Reason
+	// decisions memoizes the decision by reasons (StageResidual, when the
+	// stager's decisionFixed); nil otherwise.
+	mu        sync.Mutex
+	decisions map[string]string
 }
 
 // stageCell is the staging state a Payload carries.
@@ -171,17 +192,17 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints) *staged
 	}
 	key := body.String()
 	if !r.varies {
-		q := s.prepare(ctx, body)
+		q := s.prepare(body)
 		if q == nil {
 			st.why = "residual query does not compile"
 			return st
 		}
-		rs, err := q.Eval(ctx, rego.EvalParsedInput(known))
-		if err != nil || len(rs) != 1 {
-			st.why = fmt.Sprintf("evaluating the constant residual: %v (%d results)", err, len(rs))
+		decision, reasons, err := q.eval(ctx, known, nil)
+		if err != nil {
+			st.why = "evaluating the constant residual: " + err.Error()
 			return st
 		}
-		if st.decision, st.reasons, err = parseOutput(rs[0].Bindings); err != nil {
+		if st.decision, st.reasons, err = parseOutput(decision, reasons); err != nil {
 			st.why = "constant residual: " + err.Error()
 			return st
 		}
@@ -189,7 +210,7 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints) *staged
 		return st
 	}
 	s.mu.Lock()
-	q, ok := s.residuals[key]
+	res, ok := s.residuals[key]
 	full := len(s.residuals) >= maxResiduals
 	s.mu.Unlock()
 	if !ok {
@@ -197,36 +218,87 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints) *staged
 			st.why = "residual table full"
 			return st
 		}
-		q = s.prepare(ctx, body)
-		if q == nil {
+		res = &residual{full: s.prepare(body), reasons: s.prepare(body[:1])}
+		if res.full == nil || res.reasons == nil {
 			st.why = "residual query does not compile"
 			return st
 		}
 		s.mu.Lock()
 		if prev, ok := s.residuals[key]; ok {
-			q = prev
+			res = prev
 		} else {
-			s.residuals[key] = q
+			s.residuals[key] = res
 		}
 		s.mu.Unlock()
 	}
-	st.kind, st.query = StageResidual, q
+	st.kind, st.residual = StageResidual, res
+	if s.decisionFixed {
+		st.decisions = map[string]string{}
+	}
 	return st
 }
 
-// prepare compiles a residual query on the policy set; nil if it does not
-// compile (which would be a bug in partial evaluation: fall back).
-func (s *stager) prepare(ctx context.Context, body ast.Body) *rego.PreparedEvalQuery {
-	q, err := rego.New(
-		rego.ParsedQuery(body),
-		rego.Compiler(s.compiler),
-		rego.Store(s.store),
-		rego.StrictBuiltinErrors(false),
-	).PrepareForEval(ctx)
+// evalResidual evaluates one decision on a staged payload's residual. With
+// a decision memo, it evaluates only the reasons, and the decision rule
+// only for a set of reasons not seen before on this payload.
+func (st *staged) evalResidual(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+	if st.decisions == nil {
+		return st.set.evalQuery(ctx, st.residual.full, StageResidual, req, dp, nil)
+	}
+	input, err := buildInput(req, dp)
+	if err != nil {
+		return Decision{}, err
+	}
+	start := time.Now()
+	_, reasonsT, err := st.residual.reasons.eval(ctx, input, nil)
+	if err != nil {
+		return Decision{}, st.set.policyErr(ctx, err)
+	}
+	reasons, err := parseReasons(reasonsT)
+	if err != nil {
+		return Decision{}, st.set.policyErr(ctx, err)
+	}
+	key := reasonsKey(reasons)
+	st.mu.Lock()
+	decision, ok := st.decisions[key]
+	st.mu.Unlock()
+	if !ok {
+		d, err := st.set.evalQuery(ctx, st.residual.full, StageResidual, req, dp, nil)
+		if err != nil {
+			return Decision{}, err
+		}
+		st.mu.Lock()
+		if len(st.decisions) < maxDecisionsPerPayload {
+			st.decisions[reasonsKey(d.Reasons)] = d.Decision
+		}
+		st.mu.Unlock()
+		return d, nil
+	}
+	return st.set.decision(decision, reasons, StageResidual, dp, time.Since(start)), nil
+}
+
+// reasonsKey identifies a sorted set of reasons.
+func reasonsKey(reasons []Reason) string {
+	var b strings.Builder
+	for _, r := range reasons {
+		b.WriteString(r.Code)
+		b.WriteByte(0)
+		b.WriteString(r.Effect)
+		b.WriteByte(0)
+		b.WriteString(r.Message)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// prepare compiles a residual query on the serving compiler; nil if it
+// does not compile (which would be a bug in partial evaluation: fall back).
+func (s *stager) prepare(body ast.Body) *query {
+	q, err := newQuery(s.compiler, s.store, body)
 	if err != nil {
 		return nil
 	}
-	return &q
+	return q
 }
 
 // residualQuery turns the partial evaluation of data.verdict.reasons[x]
@@ -243,9 +315,9 @@ func residualQuery(queries []ast.Body) ast.Body {
 			union = ast.CallTerm(ast.RefTerm(ast.VarTerm(ast.Or.Name)), union, c)
 		}
 	}
-	decision := ast.Assign.Expr(ast.VarTerm("decision"), ast.NewTerm(decisionRef))
-	decision.With = []*ast.With{{Target: ast.NewTerm(reasonsRef), Value: ast.VarTerm("reasons")}}
-	return ast.NewBody(ast.Assign.Expr(ast.VarTerm("reasons"), union), decision)
+	decision := ast.Equality.Expr(ast.NewTerm(decisionVar), ast.NewTerm(decisionRef))
+	decision.With = []*ast.With{{Target: ast.NewTerm(reasonsRef), Value: ast.NewTerm(reasonsVar)}}
+	return ast.NewBody(ast.Equality.Expr(ast.NewTerm(reasonsVar), union), decision)
 }
 
 // dropCopies removes the copies partial evaluation leaves of the reason a

@@ -64,20 +64,31 @@ func actionMatrix() []Request {
 func TestStagedMatchesFull(t *testing.T) {
 	ctx := context.Background()
 	set := shippedSet(t)
+	if !set.stager.decisionFixed {
+		t.Error("the shipped decision rule reads only the reasons: want its memo on")
+	}
 	kinds := map[StageKind]int{}
 	for _, token := range append(csidetest.Tokens(), csidetest.HumanFamily+"x") {
 		if _, ok := csidetest.Payload(token); !ok {
 			continue
 		}
 		dp := cachedPayload(t, token)
-		kinds[set.stage(ctx, dp).kind]++
-		for _, req := range actionMatrix() {
-			diff, err := set.checkStaged(ctx, req, dp)
-			if err != nil {
-				t.Fatalf("%s %v: %v", token, req.Action, err)
-			}
-			if diff != "" {
-				t.Errorf("%s %v: %s", token, req.Action, diff)
+		st := set.stage(ctx, dp)
+		kinds[st.kind]++
+		for pass := range 2 { // the second pass answers from the decision memo
+			for _, req := range actionMatrix() {
+				full, err := set.Eval(ctx, req, dp)
+				if err != nil {
+					t.Fatalf("%s %v: %v", token, req.Action, err)
+				}
+				staged, err := st.eval(ctx, req, dp)
+				if err != nil {
+					t.Fatalf("%s %v: staged (%s): %v", token, req.Action, st.kind, err)
+				}
+				if staged.Decision != full.Decision || !slices.Equal(staged.Reasons, full.Reasons) {
+					t.Errorf("%s %v (pass %d): staged (%s) %s %v, full %s %v", token, req.Action, pass, st.kind,
+						staged.Decision, staged.Reasons, full.Decision, full.Reasons)
+				}
 			}
 		}
 	}
@@ -112,28 +123,29 @@ func TestReach(t *testing.T) {
 	ctx := context.Background()
 	const head = "package verdict\n\ndefault decision := \"allow\"\n\n"
 	tests := []struct {
-		name   string
-		policy string
-		want   StageKind
+		name           string
+		policy         string
+		want           StageKind
+		decisionVaries bool
 	}{
-		{"datapoints only", `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.bot.result == "notDetected"`, StageConstant},
+		{"datapoints only", `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.bot.result == "notDetected"`, StageConstant, false},
 		{"decision reads the action", `decision := "deny" if input.action.type == "payout"
-reasons := set()`, StageResidual},
+reasons := set()`, StageResidual, true},
 		{"decision reads all of the input", `decision := "deny" if count(input) > 99
-reasons := set()`, StageResidual},
+reasons := set()`, StageResidual, true},
 		{"decision reads the upstream object", `decision := "deny" if input.upstream.age_seconds > 5
-reasons := set()`, StageResidual},
+reasons := set()`, StageResidual, true},
 		{"decision reads the upstream status", `decision := "deny" if input.upstream.status == "gone"
-reasons := set()`, StageConstant},
+reasons := set()`, StageConstant, false},
 		{"decision reads the clock", `decision := "deny" if time.now_ns() < 0
-reasons := set()`, StageResidual},
+reasons := set()`, StageResidual, true},
 		{"decision reads the action through a function", `decision := effect(1)
 effect(_) := "deny" if input.action.type == "payout"
-reasons := set()`, StageResidual},
+reasons := set()`, StageResidual, true},
 		{"dynamic input ref", `k := "action"
 decision := "deny" if input[k].type == "payout"
-reasons := set()`, StageResidual},
-		{"reason reads the action", `reasons contains {"code": "x", "effect": "deny", "message": input.action.type} if input.datapoints.bot.result == "notDetected"`, StageResidual},
+reasons := set()`, StageResidual, true},
+		{"reason reads the action", `reasons contains {"code": "x", "effect": "deny", "message": input.action.type} if input.datapoints.bot.result == "notDetected"`, StageResidual, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,6 +155,11 @@ reasons := set()`, StageResidual},
 			}
 			dp := cachedPayload(t, "demo-human")
 			st := set.stage(ctx, dp)
+			// The decision memo is on when decision, the reasons given, reads
+			// nothing that varies.
+			if fixed := !tt.decisionVaries; set.stager.decisionFixed != fixed {
+				t.Errorf("decisionFixed = %v, want %v", set.stager.decisionFixed, fixed)
+			}
 			if st.kind != tt.want {
 				t.Errorf("staged as %s (%s), want %s", st.kind, st.why, tt.want)
 			}

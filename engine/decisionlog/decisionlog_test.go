@@ -188,7 +188,9 @@ func TestDropsCountedWhenTheSinkBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("Log with the sink blocked: %v per call; %d written, %d dropped", perLog, l.Written(), l.Dropped())
-	if l.Written()+l.Dropped() != n || l.Dropped() < n-100 {
+	// Written before the sink blocks: the lines that fit the logger's 64 KiB
+	// write buffer (about 130 of these), then the queue of 8.
+	if l.Written()+l.Dropped() != n || l.Dropped() < n-500 {
 		t.Errorf("written %d + dropped %d, want %d with nearly all dropped", l.Written(), l.Dropped(), n)
 	}
 	if perLog > 50*time.Microsecond {

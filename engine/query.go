@@ -1,0 +1,76 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// Query variables: every query the engine evaluates binds these two.
+var (
+	decisionVar = ast.Var("decision")
+	reasonsVar  = ast.Var("reasons")
+)
+
+// query is a query compiled once on a policy set and evaluated with OPA's
+// evaluator (topdown) directly. rego.PreparedEvalQuery does the same with
+// more set-up per evaluation (an evaluation context and metrics, a
+// goroutine watching the context, results converted to Go values): about
+// 7 µs and 90 allocations, which is most of a staged residual's cost.
+type query struct {
+	body     ast.Body
+	compiler *ast.Compiler
+	store    storage.Store
+}
+
+// newQuery compiles body on compiler, as rego prepares a query. body binds
+// decision and reasons with "=", which the query compiler leaves as named.
+func newQuery(compiler *ast.Compiler, store storage.Store, body ast.Body) (*query, error) {
+	compiled, err := compiler.QueryCompiler().WithStrict(false).Compile(body)
+	if err != nil {
+		return nil, err
+	}
+	return &query{body: compiled, compiler: compiler, store: store}, nil
+}
+
+// eval evaluates the query on input and returns what it binds to decision
+// and reasons. It fails when the query has no result or several, and on
+// ctx's end (the evaluation is cancelled, not abandoned).
+func (q *query) eval(ctx context.Context, input ast.Value, tracer topdown.QueryTracer) (decision, reasons *ast.Term, err error) {
+	txn, err := q.store.NewTransaction(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer q.store.Abort(ctx, txn)
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
+	defer stop()
+	tq := topdown.NewQuery(q.body).
+		WithCompiler(q.compiler).
+		WithStore(q.store).
+		WithTransaction(txn).
+		WithInput(ast.NewTerm(input)).
+		WithCancel(cancel).
+		WithStrictBuiltinErrors(false)
+	if tracer != nil {
+		tq = tq.WithQueryTracer(tracer)
+	}
+	results := 0
+	err = tq.Iter(ctx, func(qr topdown.QueryResult) error {
+		results++
+		decision, reasons = qr[decisionVar], qr[reasonsVar]
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case results == 0:
+		return nil, nil, errUndefined
+	case results > 1:
+		return nil, nil, fmt.Errorf("the decision query has %d results, want one", results)
+	}
+	return decision, reasons, nil
+}
