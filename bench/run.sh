@@ -93,7 +93,7 @@ verdict() {
 verdict verdict-warm 18303 18306
 half=$(awk '{printf "%d", $2 / 2}' "$work/verdict-warm")
 echo "pacing verdict-warm at $half req/s ($duration)" >&2
-read -r half_p50 half_p99 half_p999 half_errs < <("$work/bin/harness" pace http://127.0.0.1:18303/decide "$half" "$duration")
+read -r half_p50 half_p99 half_p999 half_errs half_lag < <("$work/bin/harness" pace http://127.0.0.1:18303/decide "$half" "$duration")
 verdict verdict-nostage 18307 18308 --staging=false
 
 "$work/bin/harness" fake 127.0.0.1:18304 20ms & pids+=($!)
@@ -111,5 +111,5 @@ for n in ceiling opa verdict-warm verdict-nostage verdict-cold; do
 	printf "%-14s %10s %10s %10s %8s %9.2fx %9.0f%%\n" "$name" "$rps" "$p50" "$p99" "$bad" \
 		"$(awk -v a="$rps" -v b="$opa_rps" 'BEGIN{print a/b}')" "$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN{print 100*a/b}')"
 done
-printf "\nverdict-warm at half its saturation rate (%s req/s, open loop): p50 %s, p99 %s, p99.9 %s, %s failed\n" \
-	"$half" "$half_p50" "$half_p99" "$half_p999" "$half_errs"
+printf "\nverdict-warm at half its saturation rate (%s req/s, open loop): p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
+	"$half" "$half_p50" "$half_p99" "$half_p999" "$half_errs" "$half_lag"
