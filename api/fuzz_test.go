@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -68,6 +69,26 @@ func FuzzParseKeys(f *testing.F) {
 			if !keyName.MatchString(k.Name) || len(k.Secret) < MinKeyLength || !printable(k.Secret) {
 				t.Fatalf("accepted key %+v", k)
 			}
+		}
+	})
+}
+
+// FuzzCheckStructure holds checkStructure, a scanner written for speed, to
+// checkStructureReference, written on encoding/json's tokenizer: on every
+// valid JSON body they accept and reject alike, with the same message.
+func FuzzCheckStructure(f *testing.F) {
+	seed(f, "testdata/requests/*.json")
+	f.Add([]byte(`{"a": {"b": [1, 2, {"c": 1e400}]}}`))
+	f.Add([]byte(`{"a": 1, "\u0061": 2}`))
+	f.Add([]byte(`{"k": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`))
+	f.Add([]byte(`{"a\"b": {"x": -0.000000000000000000000000000000001}, "a\"b": true}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !json.Valid(body) {
+			return
+		}
+		got, want := checkStructure(body), checkStructureReference(body)
+		if (got == nil) != (want == nil) || (got != nil && got.Error() != want.Error()) {
+			t.Fatalf("checkStructure(%s) = %v, the reference says %v", body, got, want)
 		}
 	})
 }

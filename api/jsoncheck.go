@@ -3,12 +3,12 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+	"unsafe"
 )
 
 // Structural limits on request bodies, beyond the size cap.
@@ -24,83 +24,141 @@ const (
 // policies: duplicate object keys (which one would a policy see?), nesting
 // deeper than MaxDepth, and numbers that are huge or beyond float64. The
 // error names the path of the offending value.
+//
+// body must be valid JSON (json.Valid): the scan relies on it and checks
+// only the three limits. It allocates nothing on a body that passes, but
+// for object keys with escapes or invalid UTF-8, and numbers.
 func checkStructure(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	type frame struct {
-		object bool
-		keys   map[string]bool
-		path   string
-		key    string // current key (objects) awaiting its value
-		index  int    // next index (arrays)
-		want   bool   // objects: true when the next token is a key
-	}
-	var stack []*frame
-	pathOf := func() string {
-		if len(stack) == 0 {
-			return "body"
-		}
-		f := stack[len(stack)-1]
-		if f.object {
-			return f.path + "." + f.key
-		}
-		return fmt.Sprintf("%s[%d]", f.path, f.index)
-	}
+	var frames [MaxDepth]frame
+	stack := frames[:0]
 	afterValue := func() {
-		if len(stack) == 0 {
-			return
-		}
-		f := stack[len(stack)-1]
-		if f.object {
-			f.want = true
-		} else {
-			f.index++
-		}
-	}
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return invalidRequest("request body: %v", err)
-		}
 		if len(stack) > 0 {
-			if f := stack[len(stack)-1]; f.object && f.want {
-				if d, ok := tok.(json.Delim); ok && d == '}' {
-					stack = stack[:len(stack)-1]
-					afterValue()
-					continue
-				}
-				key := tok.(string)
-				if f.keys[key] {
-					return invalidRequest("%s: duplicate key %q", strings.TrimPrefix(f.path+"."+key, "body."), key)
-				}
-				f.keys[key], f.key, f.want = true, key, false
-				continue
+			if f := &stack[len(stack)-1]; f.object {
+				f.wantKey = true
+			} else {
+				f.index++
 			}
 		}
-		switch v := tok.(type) {
-		case json.Delim:
-			switch v {
-			case '{', '[':
-				if len(stack) >= MaxDepth {
-					return invalidRequest("%s: nested deeper than %d levels", strings.TrimPrefix(pathOf(), "body."), MaxDepth)
+	}
+	for i := 0; i < len(body); {
+		switch c := body[i]; c {
+		case '{', '[':
+			if len(stack) >= MaxDepth {
+				return invalidRequest("%s: nested deeper than %d levels", pathOf(stack), MaxDepth)
+			}
+			stack = append(stack, frame{object: c == '{', wantKey: c == '{'})
+			i++
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+			afterValue()
+			i++
+		case '"':
+			end := stringEnd(body, i)
+			if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].wantKey {
+				f := &stack[n-1]
+				key := body[i+1 : end-1]
+				if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) { // as encoding/json decodes it
+					var k string
+					_ = json.Unmarshal(body[i:end], &k) // valid JSON: cannot fail
+					key = []byte(k)
 				}
-				stack = append(stack, &frame{object: v == '{', keys: map[string]bool{}, path: pathOf(), want: v == '{'})
-			case ']':
-				stack = stack[:len(stack)-1]
+				if f.seen(key) {
+					f.key = string(key)
+					return invalidRequest("%s: duplicate key %q", pathOf(stack), f.key)
+				}
+				f.key, f.wantKey = unsafeString(key), false
+			} else {
 				afterValue()
 			}
-		case json.Number:
-			f, err := strconv.ParseFloat(string(v), 64)
-			if len(v) > maxNumberLen || err != nil || math.IsInf(f, 0) {
-				return invalidRequest("%s: number %.40s is too large (at most %d characters, within float64)",
-					strings.TrimPrefix(pathOf(), "body."), v, maxNumberLen)
+			i = end
+		case 't', 'f', 'n': // true, false, null
+			for i < len(body) && body[i] >= 'a' && body[i] <= 'z' {
+				i++
 			}
 			afterValue()
-		default:
+		case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+			j := i
+			for j < len(body) && strings.IndexByte("+-.0123456789eE", body[j]) >= 0 {
+				j++
+			}
+			if num := body[i:j]; len(num) > maxNumberLen {
+				return invalidRequest("%s: number %.40s is too large (at most %d characters, within float64)", pathOf(stack), num, maxNumberLen)
+			} else if f, err := strconv.ParseFloat(string(num), 64); err != nil || math.IsInf(f, 0) {
+				return invalidRequest("%s: number %s is too large (at most %d characters, within float64)", pathOf(stack), num, maxNumberLen)
+			}
 			afterValue()
+			i = j
+		default: // whitespace, ':' and ','
+			i++
+		}
+	}
+	return nil
+}
+
+// frame is an object or array checkStructure is inside.
+type frame struct {
+	object  bool
+	wantKey bool   // object: the next string is a key
+	key     string // object: the current key
+	index   int    // array: the current index
+	keys    []string
+	set     map[string]struct{} // keys, once there are many
+}
+
+// seen reports whether key was seen before in the object, and records it.
+func (f *frame) seen(key []byte) bool {
+	const linear = 16
+	if f.set == nil {
+		for _, k := range f.keys {
+			if k == string(key) {
+				return true
+			}
+		}
+		if len(f.keys) < linear {
+			f.keys = append(f.keys, unsafeString(key))
+			return false
+		}
+		f.set = make(map[string]struct{}, 2*linear)
+		for _, k := range f.keys {
+			f.set[k] = struct{}{}
+		}
+	}
+	if _, ok := f.set[string(key)]; ok {
+		return true
+	}
+	f.set[unsafeString(key)] = struct{}{}
+	return false
+}
+
+// pathOf names the value the innermost frame is at: token, action.amount,
+// action.items[2]; "body" for the body itself.
+func pathOf(stack []frame) string {
+	var b strings.Builder
+	b.WriteString("body")
+	for _, f := range stack {
+		if f.object {
+			b.WriteString(".")
+			b.WriteString(f.key)
+		} else {
+			fmt.Fprintf(&b, "[%d]", f.index)
+		}
+	}
+	return strings.TrimPrefix(b.String(), "body.")
+}
+
+// stringEnd returns the index just past the string starting at body[i],
+// which is a '"' of valid JSON.
+func stringEnd(body []byte, i int) int {
+	for i++; ; i++ {
+		switch body[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
 		}
 	}
 }
+
+// unsafeString views b as a string without copying; b must not change
+// while the string is in use (the request body does not).
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
