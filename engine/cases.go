@@ -223,7 +223,7 @@ func (p *PolicySet) checkStaged(ctx context.Context, req Request, dp Datapoints)
 	if err != nil {
 		return "", err
 	}
-	st := p.stage(ctx, dp)
+	st := p.stage(ctx, dp, false)
 	staged, err := st.eval(ctx, req, dp)
 	if err != nil {
 		return "", fmt.Errorf("staged (%s) evaluation: %w", st.kind, err)

@@ -83,6 +83,12 @@ type Config struct {
 	// whole policy set. Staging (see StageAfterUses) never changes an answer;
 	// this is the switch to measure it, or to rule it out.
 	NoStaging bool
+	// DecisionMemo memoizes staged payloads' answers by the values the call
+	// gives what their residual reads (say, action.type only): a repeat call
+	// is answered without evaluating. Up to 64 answers per cached payload;
+	// never for a residual that calls a nondeterministic builtin. Off by
+	// default: it trades memory for CPU, and pays only when callers repeat.
+	DecisionMemo bool
 	// OnReload, if set, is called after every reload of the live ("live")
 	// or shadow ("shadow") set, whatever triggered it.
 	OnReload func(set string, r ReloadResult)
@@ -145,6 +151,7 @@ type Engine struct {
 	shadow         *shadow
 	shadowByCaller bool
 	staging        bool
+	memo           bool
 	evalTimeout    time.Duration
 	evalSlots      chan struct{}
 }
@@ -163,7 +170,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	live.onReload = reloadHook(cfg.OnReload, "live")
-	e := &Engine{source: cfg.Source, live: live, shadowByCaller: cfg.ShadowByCaller, staging: !cfg.NoStaging,
+	e := &Engine{source: cfg.Source, live: live, shadowByCaller: cfg.ShadowByCaller, staging: !cfg.NoStaging, memo: cfg.DecisionMemo,
 		evalTimeout: cmp.Or(cfg.EvalTimeout, DefaultEvalTimeout),
 		evalSlots:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentEvals, 2*runtime.GOMAXPROCS(0)))}
 	if cfg.ShadowPolicies != nil {
@@ -262,7 +269,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	var d Decision
 	var err error
 	if e.staging {
-		d, err = set.evalStaged(evalCtx, req, dp)
+		d, err = set.evalStaged(evalCtx, req, dp, e.memo)
 	} else {
 		d, err = set.Eval(evalCtx, req, dp)
 	}
@@ -303,7 +310,7 @@ func (p *PolicySet) eval(ctx context.Context, req Request, dp Datapoints, tracer
 // evalStaged is Eval for the serving path: a payload served from the cache
 // is staged once it has served StageAfterUses decisions (see stage.go),
 // then its residual query is evaluated, or its fixed answer served.
-func (p *PolicySet) evalStaged(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+func (p *PolicySet) evalStaged(ctx context.Context, req Request, dp Datapoints, memo bool) (Decision, error) {
 	if p.stager == nil || dp.Payload == nil || dp.Origin != OriginCache {
 		return p.eval(ctx, req, dp, nil)
 	}
@@ -313,7 +320,7 @@ func (p *PolicySet) evalStaged(ctx context.Context, req Request, dp Datapoints) 
 		if cell.uses.Add(1) < StageAfterUses || !cell.busy.CompareAndSwap(false, true) {
 			return p.eval(ctx, req, dp, nil)
 		}
-		st = p.stage(ctx, dp)
+		st = p.stage(ctx, dp, memo)
 		cell.cur.Store(st)
 		cell.busy.Store(false)
 	}
@@ -325,10 +332,10 @@ func (p *PolicySet) evalStaged(ctx context.Context, req Request, dp Datapoints) 
 // evaluation.
 const stageTimeout = time.Second
 
-func (p *PolicySet) stage(ctx context.Context, dp Datapoints) *staged {
+func (p *PolicySet) stage(ctx context.Context, dp Datapoints, memo bool) *staged {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stageTimeout)
 	defer cancel()
-	return p.stager.stage(ctx, p, dp)
+	return p.stager.stage(ctx, p, dp, memo)
 }
 
 // eval evaluates one decision the way the payload was staged.

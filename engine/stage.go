@@ -25,7 +25,10 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,6 +72,9 @@ const (
 	StageResidual StageKind = "residual"
 	// StageConstant: the answer is fixed for the payload; no evaluation.
 	StageConstant StageKind = "constant"
+	// StageMemo: the decision memo (Config.DecisionMemo) answered a
+	// residual payload: the call read the same values as an earlier one.
+	StageMemo StageKind = "memo"
 )
 
 // stager partially evaluates one policy set against payloads.
@@ -102,6 +108,10 @@ type stager struct {
 type residual struct {
 	// full binds reasons and decision; reasons binds only the reasons.
 	full, reasons *query
+	// reads are the unknown parts of the input the residual reads; nondet
+	// says it calls a nondeterministic builtin (see reach).
+	reads  []ast.Ref
+	nondet bool
 }
 
 // maxDecisionsPerPayload bounds a staged payload's decision memo.
@@ -151,7 +161,20 @@ type staged struct {
 	// stager's decisionFixed); nil otherwise.
 	mu        sync.Mutex
 	decisions map[string]string
+	// memo memoizes answers by the values of what the residual reads
+	// (StageResidual with the decision memo on, the residual free of
+	// nondeterministic builtins); nil otherwise.
+	memo map[string]answer
 }
+
+// answer is a policy output.
+type answer struct {
+	decision string
+	reasons  []Reason
+}
+
+// maxMemoPerPayload bounds a staged payload's decision memo.
+const maxMemoPerPayload = 64
 
 // stageCell is the staging state a Payload carries.
 type stageCell struct {
@@ -162,7 +185,7 @@ type stageCell struct {
 
 // stage partially evaluates the policy set against dp's payload. It never
 // fails: when staging does not apply, the result is StageFull with why.
-func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints) *staged {
+func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints, memo bool) *staged {
 	st := &staged{set: p, origin: dp.Origin, kind: StageFull}
 	if dp.Payload == nil || dp.Origin == OriginStale {
 		st.why = "no payload, or a stale one"
@@ -218,7 +241,7 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints) *staged
 			st.why = "residual table full"
 			return st
 		}
-		res = &residual{full: s.prepare(body), reasons: s.prepare(body[:1])}
+		res = &residual{full: s.prepare(body), reasons: s.prepare(body[:1]), reads: r.reads, nondet: r.nondet}
 		if res.full == nil || res.reasons == nil {
 			st.why = "residual query does not compile"
 			return st
@@ -235,6 +258,9 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints) *staged
 	if s.decisionFixed {
 		st.decisions = map[string]string{}
 	}
+	if memo && !res.nondet {
+		st.memo = map[string]answer{}
+	}
 	return st
 }
 
@@ -242,6 +268,30 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints) *staged
 // a decision memo, it evaluates only the reasons, and the decision rule
 // only for a set of reasons not seen before on this payload.
 func (st *staged) evalResidual(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+	if st.memo == nil {
+		return st.evalResidualOnce(ctx, req, dp)
+	}
+	start := time.Now()
+	key := memoKey(st.residual.reads, req, dp)
+	st.mu.Lock()
+	a, ok := st.memo[key]
+	st.mu.Unlock()
+	if ok {
+		return st.set.decision(a.decision, a.reasons, StageMemo, dp, time.Since(start)), nil
+	}
+	d, err := st.evalResidualOnce(ctx, req, dp)
+	if err == nil {
+		st.mu.Lock()
+		if len(st.memo) < maxMemoPerPayload {
+			st.memo[key] = answer{d.Decision, d.Reasons}
+		}
+		st.mu.Unlock()
+	}
+	return d, err
+}
+
+// evalResidualOnce evaluates the residual for one call.
+func (st *staged) evalResidualOnce(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
 	if st.decisions == nil {
 		return st.set.evalQuery(ctx, st.residual.full, StageResidual, req, dp, nil)
 	}
@@ -275,6 +325,86 @@ func (st *staged) evalResidual(ctx context.Context, req Request, dp Datapoints) 
 		return d, nil
 	}
 	return st.set.decision(decision, reasons, StageResidual, dp, time.Since(start)), nil
+}
+
+// memoKey renders the values a call gives the refs a residual reads, each
+// length-prefixed and typed, so that two calls share a key only when the
+// residual reads the same values in both. It reads the request's Go values
+// directly: building the policy input costs more.
+func memoKey(reads []ast.Ref, req Request, dp Datapoints) string {
+	b := make([]byte, 0, 64)
+	for _, ref := range reads {
+		v, ok := valueAt(ref, req, dp)
+		b = appendValue(b, v, ok)
+	}
+	return string(b)
+}
+
+// valueAt returns the value of ref, an input ref under input.action,
+// input.external_ids or input.upstream.age_seconds, as buildInput would
+// give it, and false when it is undefined.
+func valueAt(ref ast.Ref, req Request, dp Datapoints) (any, bool) {
+	var v any
+	switch ref[1].Value.(ast.String) {
+	case "action":
+		v = req.Action
+	case "external_ids":
+		ids := make(map[string]any, len(req.ExternalIDs))
+		for k, id := range req.ExternalIDs {
+			ids[k] = id
+		}
+		v = ids
+	case "upstream": // input.upstream.age_seconds
+		if dp.Payload == nil {
+			return nil, false
+		}
+		return int(dp.Age / time.Second), true
+	}
+	for _, part := range ref[2:] {
+		switch cur := v.(type) {
+		case map[string]any:
+			k, ok := part.Value.(ast.String)
+			if v, ok = cur[string(k)]; !ok {
+				return nil, false
+			}
+		case []any:
+			n, ok := part.Value.(ast.Number)
+			i, isInt := n.Int()
+			if !ok || !isInt || i < 0 || i >= len(cur) {
+				return nil, false
+			}
+			v = cur[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// appendValue renders one value for memoKey.
+func appendValue(b []byte, v any, defined bool) []byte {
+	field := func(tag byte, s string) []byte {
+		b = append(b, tag)
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		return append(b, s...)
+	}
+	switch x := v.(type) {
+	case nil:
+		if !defined {
+			return append(b, 'u')
+		}
+		return append(b, 'z')
+	case string:
+		return field('s', x)
+	case json.Number:
+		return field('n', string(x))
+	case int:
+		return field('i', strconv.Itoa(x))
+	default: // objects, arrays, booleans: decoded JSON always marshals
+		j, _ := json.Marshal(x)
+		return field('j', string(j))
+	}
 }
 
 // reasonsKey identifies a sorted set of reasons.
@@ -373,33 +503,57 @@ func knownInput(dp Datapoints) (ast.Value, error) {
 
 // reach is what a query can read, following every rule it refers to.
 type reach struct {
-	// varies: it reads an unknown part of the input (or all of the input),
-	// or calls a nondeterministic builtin.
+	// varies: it reads an unknown part of the input, or calls a
+	// nondeterministic builtin: the answer may change between calls on one
+	// payload.
 	varies bool
+	// nondet: it calls a nondeterministic builtin (time.now_ns, rand.intn,
+	// ...), so no memo may stand in for it.
+	nondet bool
+	// reads are the unknown parts of the input it reads, as refs: a ref
+	// into input.action, input.external_ids or input.upstream.age_seconds,
+	// cut at its first variable; reading above them (all of input, or of
+	// input.upstream) reads each unknown it covers. Sorted, no duplicates.
+	reads []ast.Ref
 }
 
 // reach walks body and, transitively, every rule it refers to, except
 // data.verdict.reasons, which the residual query replaces. Callers hold mu.
 func (s *stager) reach(body ast.Body) reach {
 	var r reach
+	read := func(ref ast.Ref) {
+		for _, u := range unknownRefs {
+			switch {
+			case ref.HasPrefix(u):
+				r.reads = append(r.reads, ref)
+			case u.HasPrefix(ref):
+				r.reads = append(r.reads, u)
+			}
+		}
+	}
 	seen := map[*ast.Rule]bool{}
 	var visit func(x any)
 	visit = func(x any) {
 		ast.WalkTerms(x, func(t *ast.Term) bool {
-			if r.varies {
-				return true
-			}
 			switch v := t.Value.(type) {
 			case ast.Var: // a bare input outside a ref reads all of it
-				r.varies = v.Equal(ast.InputRootDocument.Value)
+				if v.Equal(ast.InputRootDocument.Value) {
+					read(ast.InputRootRef)
+				}
 			case ast.Ref:
-				r.varies = s.refVaries(v)
-				if v.HasPrefix(ast.DefaultRootRef) {
+				switch {
+				case v.HasPrefix(ast.InputRootRef):
+					read(v.ConstantPrefix())
+				case v.HasPrefix(ast.DefaultRootRef):
 					for _, rule := range s.peCompiler.GetRules(v.ConstantPrefix()) {
 						if !seen[rule] && !rule.Path().Equal(reasonsRef) {
 							seen[rule] = true
 							visit(rule)
 						}
+					}
+				default:
+					if b, ok := ast.BuiltinMap[strings.TrimSuffix(v.String(), ".")]; ok && b.Nondeterministic {
+						r.nondet = true
 					}
 				}
 				for _, part := range v[1:] { // refs inside the ref: data.x[input.y]
@@ -411,23 +565,8 @@ func (s *stager) reach(body ast.Body) reach {
 		})
 	}
 	visit(body)
+	slices.SortFunc(r.reads, func(a, b ast.Ref) int { return a.Compare(b) })
+	r.reads = slices.CompactFunc(r.reads, func(a, b ast.Ref) bool { return a.Equal(b) })
+	r.varies = r.nondet || len(r.reads) > 0
 	return r
-}
-
-// refVaries reports whether reading ref may give a different value from
-// call to call on the same payload.
-func (s *stager) refVaries(ref ast.Ref) bool {
-	if ref.HasPrefix(ast.InputRootRef) {
-		prefix := ref.ConstantPrefix()
-		for _, u := range unknownRefs {
-			if prefix.HasPrefix(u) || u.HasPrefix(prefix) {
-				return true
-			}
-		}
-		return false
-	}
-	if b, ok := ast.BuiltinMap[strings.TrimSuffix(ref.String(), ".")]; ok {
-		return b.Nondeterministic
-	}
-	return false
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -68,29 +69,35 @@ func TestStagedMatchesFull(t *testing.T) {
 		t.Error("the shipped decision rule reads only the reasons: want its memo on")
 	}
 	kinds := map[StageKind]int{}
-	for _, token := range append(csidetest.Tokens(), csidetest.HumanFamily+"x") {
-		if _, ok := csidetest.Payload(token); !ok {
-			continue
-		}
-		dp := cachedPayload(t, token)
-		st := set.stage(ctx, dp)
-		kinds[st.kind]++
-		for pass := range 2 { // the second pass answers from the decision memo
-			for _, req := range actionMatrix() {
-				full, err := set.Eval(ctx, req, dp)
-				if err != nil {
-					t.Fatalf("%s %v: %v", token, req.Action, err)
-				}
-				staged, err := st.eval(ctx, req, dp)
-				if err != nil {
-					t.Fatalf("%s %v: staged (%s): %v", token, req.Action, st.kind, err)
-				}
-				if staged.Decision != full.Decision || !slices.Equal(staged.Reasons, full.Reasons) {
-					t.Errorf("%s %v (pass %d): staged (%s) %s %v, full %s %v", token, req.Action, pass, st.kind,
-						staged.Decision, staged.Reasons, full.Decision, full.Reasons)
+	for _, memo := range []bool{false, true} {
+		for _, token := range append(csidetest.Tokens(), csidetest.HumanFamily+"x") {
+			if _, ok := csidetest.Payload(token); !ok {
+				continue
+			}
+			dp := cachedPayload(t, token)
+			st := set.stage(ctx, dp, memo)
+			kinds[st.kind]++
+			for pass := range 2 { // the second pass answers from the memos
+				for _, req := range actionMatrix() {
+					full, err := set.Eval(ctx, req, dp)
+					if err != nil {
+						t.Fatalf("%s %v: %v", token, req.Action, err)
+					}
+					staged, err := st.eval(ctx, req, dp)
+					if err != nil {
+						t.Fatalf("%s %v: staged (%s): %v", token, req.Action, st.kind, err)
+					}
+					kinds[staged.Stage]++
+					if staged.Decision != full.Decision || !slices.Equal(staged.Reasons, full.Reasons) {
+						t.Errorf("%s %v (memo %v, pass %d): staged (%s) %s %v, full %s %v", token, req.Action, memo, pass, staged.Stage,
+							staged.Decision, staged.Reasons, full.Decision, full.Reasons)
+					}
 				}
 			}
 		}
+	}
+	if kinds[StageMemo] == 0 {
+		t.Errorf("stage kinds = %v, want some answers from the decision memo", kinds)
 	}
 	if kinds[StageConstant] == 0 || kinds[StageResidual] == 0 {
 		t.Errorf("stage kinds over the scenarios = %v, want both constant and residual payloads", kinds)
@@ -107,13 +114,13 @@ func TestStageKinds(t *testing.T) {
 		"demo-vpn":    StageResidual, // the checkout amount matters
 		"demo-tamper": StageResidual,
 	} {
-		if st := set.stage(ctx, cachedPayload(t, token)); st.kind != want {
+		if st := set.stage(ctx, cachedPayload(t, token), false); st.kind != want {
 			t.Errorf("%s staged as %s (%s), want %s", token, st.kind, st.why, want)
 		}
 	}
 	stale := cachedPayload(t, "demo-human")
 	stale.Origin = OriginStale
-	if st := set.stage(ctx, stale); st.kind != StageFull {
+	if st := set.stage(ctx, stale, false); st.kind != StageFull {
 		t.Errorf("a stale payload staged as %s, want full", st.kind)
 	}
 }
@@ -154,7 +161,7 @@ reasons := set()`, StageResidual, true},
 				t.Fatal(err)
 			}
 			dp := cachedPayload(t, "demo-human")
-			st := set.stage(ctx, dp)
+			st := set.stage(ctx, dp, false)
 			// The decision memo is on when decision, the reasons given, reads
 			// nothing that varies.
 			if fixed := !tt.decisionVaries; set.stager.decisionFixed != fixed {
@@ -182,7 +189,7 @@ func TestEvalStagedLifecycle(t *testing.T) {
 	req := Request{Action: map[string]any{"type": "signup"}}
 	var kinds []StageKind
 	for range StageAfterUses + 2 {
-		d, err := set.evalStaged(ctx, req, dp)
+		d, err := set.evalStaged(ctx, req, dp, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +202,7 @@ func TestEvalStagedLifecycle(t *testing.T) {
 	if !slices.Equal(kinds, want) {
 		t.Errorf("stages = %v, want %v", kinds, want)
 	}
-	if d, _ := other.evalStaged(ctx, req, dp); d.Stage != StageResidual {
+	if d, _ := other.evalStaged(ctx, req, dp, false); d.Stage != StageResidual {
 		t.Errorf("under a new policy set: stage %s, want an immediate restage", d.Stage)
 	}
 	if st := dp.Payload.stage.cur.Load(); st.set != other {
@@ -203,7 +210,7 @@ func TestEvalStagedLifecycle(t *testing.T) {
 	}
 	stale := dp
 	stale.Origin = OriginStale
-	if d, _ := set.evalStaged(ctx, req, stale); d.Stage != StageFull || !d.Degraded {
+	if d, _ := set.evalStaged(ctx, req, stale, false); d.Stage != StageFull || !d.Degraded {
 		t.Errorf("stale: stage %s degraded %v, want full and degraded", d.Stage, d.Degraded)
 	}
 }
@@ -216,7 +223,7 @@ func BenchmarkStage(b *testing.B) {
 			dp := cachedPayload(b, token)
 			b.ReportAllocs()
 			for b.Loop() {
-				set.stage(ctx, dp)
+				set.stage(ctx, dp, false)
 			}
 		})
 	}
@@ -237,21 +244,27 @@ func BenchmarkEvalStaged(b *testing.B) {
 		{"tor-checkout", "demo-tor", map[string]any{"type": "checkout", "amount": json.Number("900"), "currency": "USD"}},
 		{"tamper-checkout", "demo-tamper", map[string]any{"type": "checkout", "amount": json.Number("900"), "currency": "USD"}},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			dp := cachedPayload(b, bc.token)
-			req := Request{Token: bc.token, Action: bc.action, ExternalIDs: map[string]string{"accountId": "1234567890"}}
-			for range StageAfterUses {
-				if _, err := set.evalStaged(ctx, req, dp); err != nil {
-					b.Fatal(err)
-				}
+		for _, memo := range []bool{false, true} {
+			name := bc.name
+			if memo {
+				name += "/memo"
 			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := set.evalStaged(ctx, req, dp); err != nil {
-					b.Fatal(err)
+			b.Run(name, func(b *testing.B) {
+				dp := cachedPayload(b, bc.token)
+				req := Request{Token: bc.token, Action: bc.action, ExternalIDs: map[string]string{"accountId": "1234567890"}}
+				for range StageAfterUses {
+					if _, err := set.evalStaged(ctx, req, dp, memo); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := set.evalStaged(ctx, req, dp, memo); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -271,13 +284,20 @@ func TestEvalStagedConcurrent(t *testing.T) {
 		want[tok] = d
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 8*len(tokens))
-	for range 8 {
+	errs := make(chan error, 16*len(tokens))
+	shared := map[string]Datapoints{}
+	for _, tok := range tokens {
+		shared[tok] = cachedPayload(t, tok)
+	}
+	for i := range 16 {
 		for _, tok := range tokens {
-			dp := cachedPayload(t, tok) // a payload per goroutine: each stages its own
+			dp := shared[tok] // half the goroutines share a payload per token (staging and memos contended), half have their own
+			if i%2 == 0 {
+				dp = cachedPayload(t, tok)
+			}
 			wg.Go(func() {
 				for range 20 {
-					d, err := set.evalStaged(ctx, req, dp)
+					d, err := set.evalStaged(ctx, req, dp, true)
 					if err == nil && (d.Decision != want[tok].Decision || !slices.Equal(d.Reasons, want[tok].Reasons)) {
 						err = fmt.Errorf("%s: staged (%s) %s %v, full %s %v", tok, d.Stage, d.Decision, d.Reasons, want[tok].Decision, want[tok].Reasons)
 					}
@@ -293,5 +313,62 @@ func TestEvalStagedConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+func TestDecisionMemo(t *testing.T) {
+	ctx := context.Background()
+	set := shippedSet(t)
+	for token, want := range map[string]string{
+		"demo-tor":    "input.action.type",
+		"demo-tamper": "input.action.type",
+		"demo-vpn":    "input.action.amount input.action.currency input.action.type",
+	} {
+		st := set.stage(ctx, cachedPayload(t, token), true)
+		var got []string
+		for _, r := range st.residual.reads {
+			got = append(got, r.String())
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("%s: the residual reads %v, want %s", token, got, want)
+		}
+	}
+
+	dp := cachedPayload(t, "demo-vpn")
+	st := set.stage(ctx, dp, true)
+	checkout := func(amount string) Request {
+		return Request{Action: map[string]any{"type": "checkout", "amount": json.Number(amount), "currency": "EUR"}}
+	}
+	var stages []StageKind
+	for _, amount := range []string{"900", "900", "901", "900", "900.0"} {
+		d, err := st.eval(ctx, checkout(amount), dp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stages = append(stages, d.Stage)
+	}
+	if want := []StageKind{StageResidual, StageMemo, StageResidual, StageMemo, StageResidual}; !slices.Equal(stages, want) {
+		t.Errorf("stages = %v, want %v (a new amount, even 900.0 for 900, is a new key)", stages, want)
+	}
+	for i := range 2 * maxMemoPerPayload {
+		if _, err := st.eval(ctx, checkout(fmt.Sprint(1000+i)), dp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(st.memo) != maxMemoPerPayload {
+		t.Errorf("memo holds %d answers, want the bound %d", len(st.memo), maxMemoPerPayload)
+	}
+
+	clock, err := Compile(ctx, fstest.MapFS{"p.rego": {Data: []byte(`package verdict
+
+default decision := "allow"
+
+reasons contains {"code": "late", "effect": "challenge", "message": input.action.type} if time.now_ns() > 0
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := clock.stage(ctx, dp, true); st.kind != StageResidual || st.memo != nil {
+		t.Errorf("a residual reading the clock: %s with memo %v, want residual without a memo", st.kind, st.memo != nil)
 	}
 }

@@ -54,7 +54,8 @@ func TestParseServeFlags(t *testing.T) {
 					c.breaker.minRequests == 50
 			}},
 		{name: "pprof without admin listener", args: []string{"--pprof", "--admin-addr", "off"}, wantErr: "-pprof"},
-		{name: "staging on by default", check: func(c serveConfig) bool { return c.staging }},
+		{name: "staging on, decision memo off by default", check: func(c serveConfig) bool { return c.staging && !c.decisionMemo }},
+		{name: "decision memo", args: []string{"--decision-memo"}, check: func(c serveConfig) bool { return c.decisionMemo }},
 		{name: "staging off", env: map[string]string{"VERDICT_STAGING": "false"}, check: func(c serveConfig) bool { return !c.staging }},
 		{name: "pprof", args: []string{"--pprof"}, check: func(c serveConfig) bool { return c.pprof }},
 		{name: "negative stale grace", args: []string{"--cache-stale-grace", "-1m"}, wantErr: "-cache-stale-grace"},

@@ -62,6 +62,7 @@ type serveConfig struct {
 	tlsKey          string
 	evalTimeout     positiveDuration
 	staging         bool
+	decisionMemo    bool
 }
 
 // decisionLogFlags configure the decision log.
@@ -144,6 +145,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate (PEM) for both listeners; re-read on SIGHUP")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key (PEM) for --tls-cert")
 	fs.BoolVar(&cfg.staging, "staging", true, "stage cached payloads: partially evaluate the policies against a token's datapoints once, then only what depends on the action (false: evaluate every decision in full)")
+	fs.BoolVar(&cfg.decisionMemo, "decision-memo", false, "answer a repeat call on a staged token from memory when it gives the same values to what the residual reads (at most 64 answers per cached token)")
 	fs.Var(&cfg.evalTimeout, "eval-timeout", "longest one policy evaluation may run; past it the request fails with 500 policy_error")
 	fs.BoolVar(&cfg.accessLog, "access-log", true, "log one line per request (method, route, status, latency)")
 	fs.StringVar(&cfg.decisionLog.file, "decision-log", "", "write every decision as a JSON line to this file (size-rotated)")
@@ -380,11 +382,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer closeCases()
 
 	engCfg := engine.Config{
-		Policies:    policies.FS(),
-		Source:      datapoints,
-		CaseSource:  caseSource,
-		EvalTimeout: time.Duration(cfg.evalTimeout),
-		NoStaging:   !cfg.staging,
+		Policies:     policies.FS(),
+		Source:       datapoints,
+		CaseSource:   caseSource,
+		EvalTimeout:  time.Duration(cfg.evalTimeout),
+		NoStaging:    !cfg.staging,
+		DecisionMemo: cfg.decisionMemo,
 		OnDisagreement: func(d engine.Disagreement) {
 			log.Info("shadow policies disagree",
 				"decision_id", d.DecisionID, "live", d.Live, "shadow", d.Shadow,
