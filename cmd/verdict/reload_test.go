@@ -280,6 +280,10 @@ func TestShadowCounts(t *testing.T) {
 		st.Matrix["deny"]["challenge"] != 30 || st.Matrix["allow"]["allow"] != 20 {
 		t.Errorf("GET /admin/shadow = %+v, want 50 total, 20 agreed, deny×challenge 30, allow×allow 20", st)
 	}
+	// INFO lines reach the log within logFlushEvery.
+	until(t, "every disagreement logged", 5*time.Second, func() bool {
+		return strings.Count(c.logs.all(), `"msg":"shadow policies disagree"`) >= 30
+	})
 	disagreements := strings.Count(c.logs.all(), `"msg":"shadow policies disagree"`)
 	if disagreements != 30 {
 		t.Errorf("%d disagreement log lines, want 30", disagreements)

@@ -326,7 +326,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	log := slog.New(api.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel.Level})))
+	logOut := newLogWriter(stderr)
+	defer func() { _ = logOut.Close() }()
+	log := slog.New(flushingHandler{api.LogHandler(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.logLevel.Level})), logOut})
 
 	if cfg.demo {
 		fake := csidetest.NewServer()
