@@ -5,7 +5,8 @@
 #   3. Verdict with a warm cache (every request a cache hit), as in production: API keys, metrics, the
 #      decision log and the access log to files; then paced, open loop, at half the rate it reached;
 #   4. the same with --staging=false (every decision evaluated in full),
-#   5. Verdict with a cold cache against a fake cside answering in 20 ms (every request a miss).
+#   5. the same with --decision-memo,
+#   6. Verdict with a cold cache against a fake cside answering in 20 ms (every request a miss).
 # Prints one table: req/s, p50, p99, and Verdict's ratios to OPA and to the ceiling, then the paced
 # latencies.
 # Installs what it needs: wrk (Debian) and opa v1.22.3 (go install).
@@ -94,7 +95,10 @@ verdict verdict-warm 18303 18306
 half=$(awk '{printf "%d", $2 / 2}' "$work/verdict-warm")
 echo "pacing verdict-warm at $half req/s ($duration)" >&2
 read -r half_p50 half_p99 half_p999 half_errs half_lag < <("$work/bin/harness" pace http://127.0.0.1:18303/decide "$half" "$duration")
+echo "pacing the ceiling server at the same rate: the machine's own tail" >&2
+read -r noop_p50 noop_p99 noop_p999 noop_errs noop_lag < <("$work/bin/harness" pace http://127.0.0.1:18301/decide "$half" "$duration")
 verdict verdict-nostage 18307 18308 --staging=false
+verdict verdict-memo 18309 18310 --decision-memo
 
 "$work/bin/harness" fake 127.0.0.1:18304 20ms & pids+=($!)
 wait_up http://127.0.0.1:18304/
@@ -106,10 +110,12 @@ run verdict-cold http://127.0.0.1:18305/decide bench/lua/cold.lua
 opa_rps=$(awk '{print $2}' "$work/opa")
 ceiling_rps=$(awk '{print $2}' "$work/ceiling")
 printf "\n%-14s %10s %10s %10s %8s %10s %10s\n" server "req/s" p50 p99 non-2xx "vs OPA" "vs ceiling"
-for n in ceiling opa verdict-warm verdict-nostage verdict-cold; do
+for n in ceiling opa verdict-warm verdict-nostage verdict-memo verdict-cold; do
 	read -r name rps p50 p99 bad <"$work/$n"
 	printf "%-14s %10s %10s %10s %8s %9.2fx %9.0f%%\n" "$name" "$rps" "$p50" "$p99" "$bad" \
 		"$(awk -v a="$rps" -v b="$opa_rps" 'BEGIN{print a/b}')" "$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN{print 100*a/b}')"
 done
 printf "\nverdict-warm at half its saturation rate (%s req/s, open loop): p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
 	"$half" "$half_p50" "$half_p99" "$half_p999" "$half_errs" "$half_lag"
+printf "ceiling server at the same rate:                          p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
+	"$noop_p50" "$noop_p99" "$noop_p999" "$noop_errs" "$noop_lag"

@@ -308,8 +308,9 @@ func (p *PolicySet) eval(ctx context.Context, req Request, dp Datapoints, tracer
 }
 
 // evalStaged is Eval for the serving path: a payload served from the cache
-// is staged once it has served StageAfterUses decisions (see stage.go),
-// then its residual query is evaluated, or its fixed answer served.
+// is staged on its StageAfterUses-th decision from the cache (see
+// stage.go), then its residual query is evaluated, or its fixed answer
+// served.
 func (p *PolicySet) evalStaged(ctx context.Context, req Request, dp Datapoints, memo bool) (Decision, error) {
 	if p.stager == nil || dp.Payload == nil || dp.Origin != OriginCache {
 		return p.eval(ctx, req, dp, nil)

@@ -3,8 +3,8 @@ package engine
 // Staged evaluation: per-token partial evaluation.
 //
 // A cached payload is fixed for its token; from call to call only the
-// action, the external IDs and the payload's age change. Once a payload has
-// served StageAfterUses decisions, the engine partially evaluates
+// action, the external IDs and the payload's age change. On a payload's
+// StageAfterUses-th decision from the cache, the engine partially evaluates
 // data.verdict.reasons against it with those three unknown (OPA's partial
 // evaluation): every rule whose datapoint conditions fail drops out, known
 // values fold in, and a small residual over input.action is left. Later
@@ -39,9 +39,10 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 )
 
-// StageAfterUses is the number of decisions a cached payload serves with
-// full evaluation before it is staged. Staging costs about as much as ten
-// full evaluations, so a token seen once never pays it.
+// StageAfterUses is the decision from the cache on which a payload is
+// staged: the decision that fetched it and the cached ones before are
+// evaluated in full. Staging costs about as much as five full evaluations,
+// so a token seen once or twice never pays it.
 const StageAfterUses = 2
 
 // maxResiduals bounds the distinct residual queries a policy set prepares.
