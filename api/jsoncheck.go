@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-	"unsafe"
 )
 
 // Structural limits on request bodies, beyond the size cap.
@@ -26,8 +25,8 @@ const (
 // error names the path of the offending value.
 //
 // body must be valid JSON (json.Valid): the scan relies on it and checks
-// only the three limits. It allocates nothing on a body that passes, but
-// for object keys with escapes or invalid UTF-8, and numbers.
+// only the three limits. It allocates little on a body that passes: the
+// object keys it must remember, and numbers.
 func checkStructure(body []byte) error {
 	var frames [MaxDepth]frame
 	stack := frames[:0]
@@ -66,7 +65,7 @@ func checkStructure(body []byte) error {
 					f.key = string(key)
 					return invalidRequest("%s: duplicate key %q", pathOf(stack), f.key)
 				}
-				f.key, f.wantKey = unsafeString(key), false
+				f.key, f.wantKey = string(key), false
 			} else {
 				afterValue()
 			}
@@ -115,7 +114,7 @@ func (f *frame) seen(key []byte) bool {
 			}
 		}
 		if len(f.keys) < linear {
-			f.keys = append(f.keys, unsafeString(key))
+			f.keys = append(f.keys, string(key))
 			return false
 		}
 		f.set = make(map[string]struct{}, 2*linear)
@@ -126,7 +125,7 @@ func (f *frame) seen(key []byte) bool {
 	if _, ok := f.set[string(key)]; ok {
 		return true
 	}
-	f.set[unsafeString(key)] = struct{}{}
+	f.set[string(key)] = struct{}{}
 	return false
 }
 
@@ -158,7 +157,3 @@ func stringEnd(body []byte, i int) int {
 		}
 	}
 }
-
-// unsafeString views b as a string without copying; b must not change
-// while the string is in use (the request body does not).
-func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

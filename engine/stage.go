@@ -364,7 +364,11 @@ func valueAt(ref ast.Ref, req Request, dp Datapoints) (any, bool) {
 	for _, part := range ref[2:] {
 		switch cur := v.(type) {
 		case map[string]any:
-			k, ok := part.Value.(ast.String)
+			k, isString := part.Value.(ast.String)
+			if !isString {
+				return nil, false
+			}
+			var ok bool
 			if v, ok = cur[string(k)]; !ok {
 				return nil, false
 			}
@@ -547,7 +551,7 @@ func (s *stager) reach(body ast.Body) reach {
 					read(v.ConstantPrefix())
 				case v.HasPrefix(ast.DefaultRootRef):
 					for _, rule := range s.peCompiler.GetRules(v.ConstantPrefix()) {
-						if !seen[rule] && !rule.Path().Equal(reasonsRef) {
+						if !seen[rule] && !rule.Ref().Equal(reasonsRef) {
 							seen[rule] = true
 							visit(rule)
 						}

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/verdict-engine/verdict/csideclient/csidetest"
 	"github.com/verdict-engine/verdict/policies"
@@ -370,5 +373,42 @@ reasons contains {"code": "late", "effect": "challenge", "message": input.action
 	}
 	if st := clock.stage(ctx, dp, true); st.kind != StageResidual || st.memo != nil {
 		t.Errorf("a residual reading the clock: %s with memo %v, want residual without a memo", st.kind, st.memo != nil)
+	}
+}
+
+// TestValueAt reads the unknown parts of the input from a request as
+// buildInput would place them, undefined where Rego would find nothing.
+func TestValueAt(t *testing.T) {
+	req := Request{
+		Action:      map[string]any{"type": "checkout", "amount": json.Number("900"), "items": []any{"a", map[string]any{"sku": "b"}}},
+		ExternalIDs: map[string]string{"accountId": "42"},
+	}
+	dp := cachedPayload(t, "demo-human")
+	dp.Age = 90 * time.Second
+	tests := []struct {
+		ref     string
+		want    any
+		defined bool
+	}{
+		{"input.action.type", "checkout", true},
+		{"input.action.amount", json.Number("900"), true},
+		{"input.action.items[1].sku", "b", true},
+		{"input.action.items[2]", nil, false},
+		{"input.action.items.sku", nil, false},
+		{"input.action[0]", nil, false},
+		{"input.action.missing", nil, false},
+		{"input.action.type.deeper", nil, false},
+		{"input.external_ids.accountId", "42", true},
+		{"input.external_ids.email", nil, false},
+		{"input.upstream.age_seconds", 90, true},
+	}
+	for _, tt := range tests {
+		got, ok := valueAt(ast.MustParseRef(tt.ref), req, dp)
+		if ok != tt.defined || fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("valueAt(%s) = %v, %v; want %v, %v", tt.ref, got, ok, tt.want, tt.defined)
+		}
+	}
+	if _, ok := valueAt(ast.MustParseRef("input.upstream.age_seconds"), req, Datapoints{Status: StatusNotFound}); ok {
+		t.Error("age_seconds is defined without a payload")
 	}
 }
