@@ -15,7 +15,10 @@ package engine
 //
 // and when nothing that query reaches reads the unknowns or calls a
 // nondeterministic builtin, the answer cannot vary: it is computed once and
-// served without evaluating anything.
+// served without evaluating anything. reach.go finds what a query reaches;
+// memo.go keeps the residual cheap: the decision rule is evaluated once per
+// distinct set of reasons, and with Config.DecisionMemo a repeat call is
+// answered from memory.
 //
 // Staging is an optimisation that never changes an answer. It falls back to
 // full evaluation where partial evaluation does not apply (support modules,
@@ -25,14 +28,9 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -115,9 +113,6 @@ type residual struct {
 	nondet bool
 }
 
-// maxDecisionsPerPayload bounds a staged payload's decision memo.
-const maxDecisionsPerPayload = 16
-
 func newStager(ctx context.Context, l *loaded) (*stager, error) {
 	modules := make(map[string]*ast.Module, len(l.modules))
 	for name, m := range l.modules {
@@ -167,15 +162,6 @@ type staged struct {
 	// nondeterministic builtins); nil otherwise.
 	memo map[string]answer
 }
-
-// answer is a policy output.
-type answer struct {
-	decision string
-	reasons  []Reason
-}
-
-// maxMemoPerPayload bounds a staged payload's decision memo.
-const maxMemoPerPayload = 64
 
 // stageCell is the staging state a Payload carries.
 type stageCell struct {
@@ -265,167 +251,6 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints, memo bo
 	return st
 }
 
-// evalResidual evaluates one decision on a staged payload's residual. With
-// a decision memo, it evaluates only the reasons, and the decision rule
-// only for a set of reasons not seen before on this payload.
-func (st *staged) evalResidual(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
-	if st.memo == nil {
-		return st.evalResidualOnce(ctx, req, dp)
-	}
-	start := time.Now()
-	key := memoKey(st.residual.reads, req, dp)
-	st.mu.Lock()
-	a, ok := st.memo[key]
-	st.mu.Unlock()
-	if ok {
-		return st.set.decision(a.decision, a.reasons, StageMemo, dp, time.Since(start)), nil
-	}
-	d, err := st.evalResidualOnce(ctx, req, dp)
-	if err == nil {
-		st.mu.Lock()
-		if len(st.memo) < maxMemoPerPayload {
-			st.memo[key] = answer{d.Decision, d.Reasons}
-		}
-		st.mu.Unlock()
-	}
-	return d, err
-}
-
-// evalResidualOnce evaluates the residual for one call.
-func (st *staged) evalResidualOnce(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
-	if st.decisions == nil {
-		return st.set.evalQuery(ctx, st.residual.full, StageResidual, req, dp, nil)
-	}
-	input, err := buildInput(req, dp)
-	if err != nil {
-		return Decision{}, err
-	}
-	start := time.Now()
-	_, reasonsT, err := st.residual.reasons.eval(ctx, input, nil)
-	if err != nil {
-		return Decision{}, st.set.policyErr(ctx, err)
-	}
-	reasons, err := parseReasons(reasonsT)
-	if err != nil {
-		return Decision{}, st.set.policyErr(ctx, err)
-	}
-	key := reasonsKey(reasons)
-	st.mu.Lock()
-	decision, ok := st.decisions[key]
-	st.mu.Unlock()
-	if !ok {
-		d, err := st.set.evalQuery(ctx, st.residual.full, StageResidual, req, dp, nil)
-		if err != nil {
-			return Decision{}, err
-		}
-		st.mu.Lock()
-		if len(st.decisions) < maxDecisionsPerPayload {
-			st.decisions[reasonsKey(d.Reasons)] = d.Decision
-		}
-		st.mu.Unlock()
-		return d, nil
-	}
-	return st.set.decision(decision, reasons, StageResidual, dp, time.Since(start)), nil
-}
-
-// memoKey renders the values a call gives the refs a residual reads, each
-// length-prefixed and typed, so that two calls share a key only when the
-// residual reads the same values in both. It reads the request's Go values
-// directly: building the policy input costs more.
-func memoKey(reads []ast.Ref, req Request, dp Datapoints) string {
-	b := make([]byte, 0, 64)
-	for _, ref := range reads {
-		v, ok := valueAt(ref, req, dp)
-		b = appendValue(b, v, ok)
-	}
-	return string(b)
-}
-
-// valueAt returns the value of ref, an input ref under input.action,
-// input.external_ids or input.upstream.age_seconds, as buildInput would
-// give it, and false when it is undefined.
-func valueAt(ref ast.Ref, req Request, dp Datapoints) (any, bool) {
-	var v any
-	switch ref[1].Value.(ast.String) {
-	case "action":
-		v = req.Action
-	case "external_ids":
-		ids := make(map[string]any, len(req.ExternalIDs))
-		for k, id := range req.ExternalIDs {
-			ids[k] = id
-		}
-		v = ids
-	case "upstream": // input.upstream.age_seconds
-		if dp.Payload == nil {
-			return nil, false
-		}
-		return int(dp.Age / time.Second), true
-	}
-	for _, part := range ref[2:] {
-		switch cur := v.(type) {
-		case map[string]any:
-			k, isString := part.Value.(ast.String)
-			if !isString {
-				return nil, false
-			}
-			var ok bool
-			if v, ok = cur[string(k)]; !ok {
-				return nil, false
-			}
-		case []any:
-			n, ok := part.Value.(ast.Number)
-			i, isInt := n.Int()
-			if !ok || !isInt || i < 0 || i >= len(cur) {
-				return nil, false
-			}
-			v = cur[i]
-		default:
-			return nil, false
-		}
-	}
-	return v, true
-}
-
-// appendValue renders one value for memoKey.
-func appendValue(b []byte, v any, defined bool) []byte {
-	field := func(tag byte, s string) []byte {
-		b = append(b, tag)
-		b = strconv.AppendInt(b, int64(len(s)), 10)
-		b = append(b, ':')
-		return append(b, s...)
-	}
-	switch x := v.(type) {
-	case nil:
-		if !defined {
-			return append(b, 'u')
-		}
-		return append(b, 'z')
-	case string:
-		return field('s', x)
-	case json.Number:
-		return field('n', string(x))
-	case int:
-		return field('i', strconv.Itoa(x))
-	default: // objects, arrays, booleans: decoded JSON always marshals
-		j, _ := json.Marshal(x)
-		return field('j', string(j))
-	}
-}
-
-// reasonsKey identifies a sorted set of reasons.
-func reasonsKey(reasons []Reason) string {
-	var b strings.Builder
-	for _, r := range reasons {
-		b.WriteString(r.Code)
-		b.WriteByte(0)
-		b.WriteString(r.Effect)
-		b.WriteByte(0)
-		b.WriteString(r.Message)
-		b.WriteByte(0)
-	}
-	return b.String()
-}
-
 // prepare compiles a residual query on the serving compiler; nil if it
 // does not compile (which would be a bug in partial evaluation: fall back).
 func (s *stager) prepare(body ast.Body) *query {
@@ -504,74 +329,4 @@ func knownInput(dp Datapoints) (ast.Value, error) {
 		)),
 		ast.Item(ast.InternedTerm("fingerprint_id"), fingerprint),
 	), nil
-}
-
-// reach is what a query can read, following every rule it refers to.
-type reach struct {
-	// varies: it reads an unknown part of the input, or calls a
-	// nondeterministic builtin: the answer may change between calls on one
-	// payload.
-	varies bool
-	// nondet: it calls a nondeterministic builtin (time.now_ns, rand.intn,
-	// ...), so no memo may stand in for it.
-	nondet bool
-	// reads are the unknown parts of the input it reads, as refs: a ref
-	// into input.action, input.external_ids or input.upstream.age_seconds,
-	// cut at its first variable; reading above them (all of input, or of
-	// input.upstream) reads each unknown it covers. Sorted, no duplicates.
-	reads []ast.Ref
-}
-
-// reach walks body and, transitively, every rule it refers to, except
-// data.verdict.reasons, which the residual query replaces. Callers hold mu.
-func (s *stager) reach(body ast.Body) reach {
-	var r reach
-	read := func(ref ast.Ref) {
-		for _, u := range unknownRefs {
-			switch {
-			case ref.HasPrefix(u):
-				r.reads = append(r.reads, ref)
-			case u.HasPrefix(ref):
-				r.reads = append(r.reads, u)
-			}
-		}
-	}
-	seen := map[*ast.Rule]bool{}
-	var visit func(x any)
-	visit = func(x any) {
-		ast.WalkTerms(x, func(t *ast.Term) bool {
-			switch v := t.Value.(type) {
-			case ast.Var: // a bare input outside a ref reads all of it
-				if v.Equal(ast.InputRootDocument.Value) {
-					read(ast.InputRootRef)
-				}
-			case ast.Ref:
-				switch {
-				case v.HasPrefix(ast.InputRootRef):
-					read(v.ConstantPrefix())
-				case v.HasPrefix(ast.DefaultRootRef):
-					for _, rule := range s.peCompiler.GetRules(v.ConstantPrefix()) {
-						if !seen[rule] && !rule.Ref().Equal(reasonsRef) {
-							seen[rule] = true
-							visit(rule)
-						}
-					}
-				default:
-					if b, ok := ast.BuiltinMap[strings.TrimSuffix(v.String(), ".")]; ok && b.Nondeterministic {
-						r.nondet = true
-					}
-				}
-				for _, part := range v[1:] { // refs inside the ref: data.x[input.y]
-					visit(part)
-				}
-				return true
-			}
-			return false
-		})
-	}
-	visit(body)
-	slices.SortFunc(r.reads, func(a, b ast.Ref) int { return a.Compare(b) })
-	r.reads = slices.CompactFunc(r.reads, func(a, b ast.Ref) bool { return a.Equal(b) })
-	r.varies = r.nondet || len(r.reads) > 0
-	return r
 }

@@ -1,0 +1,192 @@
+package engine
+
+// The memos of staged evaluation: the decision by reasons (always on, when
+// the decision rule reads nothing else that varies) and the decision memo
+// (Config.DecisionMemo), by the values of what the residual reads.
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// maxDecisionsPerPayload bounds the decisions a staged payload keeps by
+// their reasons.
+const maxDecisionsPerPayload = 16
+
+// answer is a policy output.
+type answer struct {
+	decision string
+	reasons  []Reason
+}
+
+// maxMemoPerPayload bounds the answers a staged payload keeps in the
+// decision memo.
+const maxMemoPerPayload = 64
+
+// evalResidual answers one call on a staged payload's residual: from the
+// decision memo when it is on and has the call's key, else by evaluating.
+func (st *staged) evalResidual(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+	if st.memo == nil {
+		return st.evalResidualOnce(ctx, req, dp)
+	}
+	start := time.Now()
+	key := memoKey(st.residual.reads, req, dp)
+	st.mu.Lock()
+	a, ok := st.memo[key]
+	st.mu.Unlock()
+	if ok {
+		return st.set.decision(a.decision, a.reasons, StageMemo, dp, time.Since(start)), nil
+	}
+	d, err := st.evalResidualOnce(ctx, req, dp)
+	if err == nil {
+		st.mu.Lock()
+		if len(st.memo) < maxMemoPerPayload {
+			st.memo[key] = answer{d.Decision, d.Reasons}
+		}
+		st.mu.Unlock()
+	}
+	return d, err
+}
+
+// evalResidualOnce evaluates the residual for one call. When the decision
+// rule reads nothing but the reasons that varies, it evaluates only the
+// reasons, and the decision rule only for a set of reasons not seen before
+// on this payload.
+func (st *staged) evalResidualOnce(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+	if st.decisions == nil {
+		return st.set.evalQuery(ctx, st.residual.full, StageResidual, req, dp, nil)
+	}
+	input, err := buildInput(req, dp)
+	if err != nil {
+		return Decision{}, err
+	}
+	start := time.Now()
+	_, reasonsT, err := st.residual.reasons.eval(ctx, input, nil)
+	if err != nil {
+		return Decision{}, st.set.policyErr(ctx, err)
+	}
+	reasons, err := parseReasons(reasonsT)
+	if err != nil {
+		return Decision{}, st.set.policyErr(ctx, err)
+	}
+	key := reasonsKey(reasons)
+	st.mu.Lock()
+	decision, ok := st.decisions[key]
+	st.mu.Unlock()
+	if !ok {
+		d, err := st.set.evalQuery(ctx, st.residual.full, StageResidual, req, dp, nil)
+		if err != nil {
+			return Decision{}, err
+		}
+		st.mu.Lock()
+		if len(st.decisions) < maxDecisionsPerPayload {
+			st.decisions[reasonsKey(d.Reasons)] = d.Decision
+		}
+		st.mu.Unlock()
+		return d, nil
+	}
+	return st.set.decision(decision, reasons, StageResidual, dp, time.Since(start)), nil
+}
+
+// memoKey renders the values a call gives the refs a residual reads, each
+// length-prefixed and typed, so that two calls share a key only when the
+// residual reads the same values in both. It reads the request's Go values
+// directly: building the policy input costs more.
+func memoKey(reads []ast.Ref, req Request, dp Datapoints) string {
+	b := make([]byte, 0, 64)
+	for _, ref := range reads {
+		v, ok := valueAt(ref, req, dp)
+		b = appendValue(b, v, ok)
+	}
+	return string(b)
+}
+
+// valueAt returns the value of ref, an input ref under input.action,
+// input.external_ids or input.upstream.age_seconds, as buildInput would
+// give it, and false when it is undefined.
+func valueAt(ref ast.Ref, req Request, dp Datapoints) (any, bool) {
+	var v any
+	switch ref[1].Value.(ast.String) {
+	case "action":
+		v = req.Action
+	case "external_ids":
+		ids := make(map[string]any, len(req.ExternalIDs))
+		for k, id := range req.ExternalIDs {
+			ids[k] = id
+		}
+		v = ids
+	case "upstream": // input.upstream.age_seconds
+		if dp.Payload == nil {
+			return nil, false
+		}
+		return int(dp.Age / time.Second), true
+	}
+	for _, part := range ref[2:] {
+		switch cur := v.(type) {
+		case map[string]any:
+			k, isString := part.Value.(ast.String)
+			if !isString {
+				return nil, false
+			}
+			var ok bool
+			if v, ok = cur[string(k)]; !ok {
+				return nil, false
+			}
+		case []any:
+			n, ok := part.Value.(ast.Number)
+			i, isInt := n.Int()
+			if !ok || !isInt || i < 0 || i >= len(cur) {
+				return nil, false
+			}
+			v = cur[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// appendValue renders one value for memoKey.
+func appendValue(b []byte, v any, defined bool) []byte {
+	field := func(tag byte, s string) []byte {
+		b = append(b, tag)
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		return append(b, s...)
+	}
+	switch x := v.(type) {
+	case nil:
+		if !defined {
+			return append(b, 'u')
+		}
+		return append(b, 'z')
+	case string:
+		return field('s', x)
+	case json.Number:
+		return field('n', string(x))
+	case int:
+		return field('i', strconv.Itoa(x))
+	default: // objects, arrays, booleans: decoded JSON always marshals
+		j, _ := json.Marshal(x)
+		return field('j', string(j))
+	}
+}
+
+// reasonsKey identifies a sorted set of reasons.
+func reasonsKey(reasons []Reason) string {
+	var b strings.Builder
+	for _, r := range reasons {
+		b.WriteString(r.Code)
+		b.WriteByte(0)
+		b.WriteString(r.Effect)
+		b.WriteByte(0)
+		b.WriteString(r.Message)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
