@@ -141,11 +141,11 @@ func newStager(ctx context.Context, l *loaded) (*stager, error) {
 	return s, nil
 }
 
-// staged is a payload's staged form under one policy set and origin.
+// staged is a payload's staged form under one policy set, as served from
+// the cache (input.upstream.source is "cache").
 type staged struct {
-	set    *PolicySet
-	origin Origin
-	kind   StageKind
+	set  *PolicySet
+	kind StageKind
 	// why explains a StageFull fallback.
 	why string
 	// residual is the residual query (StageResidual).
@@ -173,7 +173,7 @@ type stageCell struct {
 // stage partially evaluates the policy set against dp's payload. It never
 // fails: when staging does not apply, the result is StageFull with why.
 func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints, memo bool) *staged {
-	st := &staged{set: p, origin: dp.Origin, kind: StageFull}
+	st := &staged{set: p, kind: StageFull}
 	if dp.Payload == nil || dp.Origin == OriginStale {
 		st.why = "no payload, or a stale one"
 		return st
@@ -200,7 +200,6 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints, memo bo
 		st.why = "partial evaluation needs support rules"
 		return st
 	}
-	key := body.String()
 	if !r.varies {
 		q := s.prepare(body)
 		if q == nil {
@@ -219,6 +218,7 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints, memo bo
 		st.kind = StageConstant
 		return st
 	}
+	key := body.String()
 	s.mu.Lock()
 	res, ok := s.residuals[key]
 	full := len(s.residuals) >= maxResiduals
