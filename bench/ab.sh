@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# A/B throughput of two Verdict configurations, interleaved: each pair runs A
+# then B, so that the shared machine's drift falls on both alike.
+#
+#   bench/ab.sh 'A' 'B' [pairs] [duration]      (defaults: 5 pairs, 8s)
+#
+# A and B are each an optional environment and flags for `verdict serve`, in
+# the production configuration of bench/run.sh (API key, metrics, decision
+# and access logs to files). A binary path as the first word replaces the
+# one built from this tree, to compare two builds:
+#
+#   bench/ab.sh '' 'GOGC=200'
+#   bench/ab.sh '' '--decision-memo'
+#   bench/ab.sh '/tmp/verdict-old' ''
+#
+# Prints each run's req/s, then both means.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+a=$1
+b=$2
+pairs=${3:-5}
+duration=${4:-8s}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
+go build -o "$work/verdict" ./cmd/verdict
+printf 'bench:bench_key_0123456789abcdef\n' >"$work/keys.txt"
+printf 'ops:ops_key_0123456789abcdef\n' >"$work/admin-keys.txt"
+export VERDICT_KEY=bench_key_0123456789abcdef
+
+# once CONFIG: starts Verdict with CONFIG, warms the demo tokens, prints wrk's req/s.
+once() {
+	local bin="$work/verdict" envs=() flags=()
+	for word in $1; do
+		case $word in
+		/*) bin=$word ;;
+		*=*) envs+=("$word") ;;
+		*) flags+=("$word") ;;
+		esac
+	done
+	env "${envs[@]}" "$bin" serve --demo --addr 127.0.0.1:18503 --admin-addr 127.0.0.1:18504 \
+		--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
+		--decision-log "$work/decisions.log" --log-level info "${flags[@]}" 2>"$work/verdict.log" &
+	local pid=$!
+	for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18503/healthz && break; sleep 0.1; done
+	for t in demo-vpn demo-human demo-bot demo-tor demo-tamper; do
+		for _ in 1 2 3; do
+			curl -fs http://127.0.0.1:18503/decide -H "Authorization: Bearer $VERDICT_KEY" -H 'Content-Type: application/json' \
+				-d "{\"token\":\"$t\",\"action\":{\"type\":\"login\"}}" >/dev/null || { echo "FAILED: Verdict ($1) does not decide" >&2; exit 1; }
+		done
+	done
+	wrk -t1 -c16 -d"$duration" -s bench/lua/verdict.lua http://127.0.0.1:18503/decide | awk '/Requests\/sec/ { print $2 }'
+	kill "$pid"
+	wait "$pid" 2>/dev/null || true
+}
+
+sum_a=0 sum_b=0
+for i in $(seq "$pairs"); do
+	ra=$(once "$a")
+	rb=$(once "$b")
+	echo "pair $i: A ${ra} req/s, B ${rb} req/s"
+	sum_a=$(awk -v s="$sum_a" -v r="$ra" 'BEGIN { print s + r }')
+	sum_b=$(awk -v s="$sum_b" -v r="$rb" 'BEGIN { print s + r }')
+done
+awk -v a="$sum_a" -v b="$sum_b" -v n="$pairs" 'BEGIN { printf "mean: A %.0f req/s, B %.0f req/s, B/A %.3f\n", a / n, b / n, b / a }'
