@@ -40,9 +40,10 @@ func invalidRequest(format string, args ...any) *apiError {
 }
 
 // readJSONBody enforces, in order, the JSON content type (before reading),
-// the body cap (while reading) and JSON syntax, and returns the top-level
-// object's fields.
-func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (map[string]json.RawMessage, error) {
+// the body cap (while reading), JSON syntax, a top-level object and the
+// structural limits (checkStructure), and returns the object decoded once,
+// numbers kept exact as json.Number.
+func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (map[string]any, error) {
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return nil, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
@@ -67,8 +68,8 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (map[stri
 		}
 		return nil, &apiError{http.StatusBadRequest, "invalid_json", "request body is not valid JSON: " + syntax.Error()}
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+	fields, ok := decodeJSON(body).(map[string]any)
+	if !ok {
 		return nil, invalidRequest("request body must be a JSON object")
 	}
 	if err := checkStructure(body); err != nil {
@@ -77,9 +78,22 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (map[stri
 	return fields, nil
 }
 
+// decodeJSON decodes the first JSON value in b with numbers kept exact
+// (json.Number): amounts reach policies exactly as sent. It returns nil
+// when b does not start with one.
+func decodeJSON(b []byte) any {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil
+	}
+	return v
+}
+
 // checkFields rejects fields outside allowed, so that a misspelt field is
 // an error rather than silently ignored.
-func checkFields(fields map[string]json.RawMessage, allowed ...string) error {
+func checkFields(fields map[string]any, allowed ...string) error {
 	var unknown []string
 	for k := range fields {
 		if !slices.Contains(allowed, k) {
@@ -93,19 +107,14 @@ func checkFields(fields map[string]json.RawMessage, allowed ...string) error {
 	return nil
 }
 
-// isNull reports a field that is absent or JSON null.
-func isNull(raw json.RawMessage) bool {
-	return raw == nil || bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
-}
-
 // parseToken validates the token field.
-func parseToken(fields map[string]json.RawMessage) (string, error) {
+func parseToken(fields map[string]any) (string, error) {
 	raw := fields["token"]
-	if isNull(raw) {
+	if raw == nil {
 		return "", invalidRequest("token is required")
 	}
-	var token string
-	if err := json.Unmarshal(raw, &token); err != nil {
+	token, ok := raw.(string)
+	if !ok {
 		return "", invalidRequest("token must be a string")
 	}
 	switch {
@@ -121,7 +130,7 @@ func parseToken(fields map[string]json.RawMessage) (string, error) {
 }
 
 // parseDecide validates a /decide body into an engine request.
-func parseDecide(fields map[string]json.RawMessage) (engine.Request, error) {
+func parseDecide(fields map[string]any) (engine.Request, error) {
 	if err := checkFields(fields, "token", "action", "external_ids"); err != nil {
 		return engine.Request{}, err
 	}
@@ -141,7 +150,7 @@ func parseDecide(fields map[string]json.RawMessage) (engine.Request, error) {
 }
 
 // parseIdentify validates an /identify body and returns its token.
-func parseIdentify(fields map[string]json.RawMessage) (string, error) {
+func parseIdentify(fields map[string]any) (string, error) {
 	if err := checkFields(fields, "token"); err != nil {
 		return "", err
 	}
@@ -151,20 +160,35 @@ func parseIdentify(fields map[string]json.RawMessage) (string, error) {
 // ParseAction validates an action object as /decide does (an object with a
 // type matching ^[a-z][a-z0-9_.-]{0,63}$; numbers kept exact) for offline
 // tools.
-func ParseAction(raw []byte) (map[string]any, error) { return parseAction(raw) }
+func ParseAction(raw []byte) (map[string]any, error) {
+	v := decodeJSON(raw)
+	if v == nil && !isNull(raw) {
+		return nil, invalidRequest("action must be a JSON object")
+	}
+	return parseAction(v)
+}
 
 // ParseExternalIDs validates external IDs as /decide does: null or an object
 // of strings.
-func ParseExternalIDs(raw []byte) (map[string]string, error) { return parseExternalIDs(raw) }
+func ParseExternalIDs(raw []byte) (map[string]string, error) {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, invalidRequest("external_ids must be null or an object of strings")
+	}
+	return parseExternalIDs(v)
+}
 
-func parseAction(raw json.RawMessage) (map[string]any, error) {
-	if isNull(raw) {
+// isNull reports raw JSON that is absent (nil) or null.
+func isNull(raw []byte) bool {
+	return raw == nil || bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
+
+func parseAction(v any) (map[string]any, error) {
+	if v == nil {
 		return nil, invalidRequest("action is required")
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber() // amounts reach policies exactly as sent
-	var action map[string]any
-	if err := dec.Decode(&action); err != nil {
+	action, ok := v.(map[string]any)
+	if !ok {
 		return nil, invalidRequest("action must be a JSON object")
 	}
 	t, ok := action["type"]
@@ -181,12 +205,12 @@ func parseAction(raw json.RawMessage) (map[string]any, error) {
 	return action, nil
 }
 
-func parseExternalIDs(raw json.RawMessage) (map[string]string, error) {
-	if isNull(raw) {
+func parseExternalIDs(v any) (map[string]string, error) {
+	if v == nil {
 		return nil, nil
 	}
-	var ids map[string]any
-	if err := json.Unmarshal(raw, &ids); err != nil {
+	ids, ok := v.(map[string]any)
+	if !ok {
 		return nil, invalidRequest("external_ids must be null or an object of strings")
 	}
 	out := make(map[string]string, len(ids))

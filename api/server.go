@@ -6,7 +6,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -175,7 +174,7 @@ var errNotReady = &apiError{http.StatusServiceUnavailable, "not_ready", "no poli
 
 // readRequest reads a JSON request body once a decider is ready; on any
 // problem it writes the error answer and reports false.
-func (s *server) readRequest(c *gin.Context) (map[string]json.RawMessage, bool) {
+func (s *server) readRequest(c *gin.Context) (map[string]any, bool) {
 	if s.decider == nil {
 		writeError(c, errNotReady)
 		return nil, false
