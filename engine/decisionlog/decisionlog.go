@@ -158,6 +158,7 @@ type Logger struct {
 	masks   []jsonpointer.Pointer
 	queue   chan Record
 	out     *bufio.Writer
+	enc     *json.Encoder // writes to out
 	closers []io.Closer
 	dropped atomic.Uint64
 	written atomic.Uint64
@@ -200,6 +201,7 @@ func New(cfg Config) (*Logger, error) {
 		sinks = append(sinks, cfg.Stdout)
 	}
 	l.out = bufio.NewWriterSize(io.MultiWriter(sinks...), 64<<10)
+	l.enc = json.NewEncoder(l.out)
 	l.done.Go(l.run)
 	return l, nil
 }
@@ -251,11 +253,7 @@ func (l *Logger) run() {
 			if !ok {
 				return
 			}
-			line, err := l.line(r)
-			if err == nil {
-				_, err = l.out.Write(line)
-			}
-			if err != nil {
+			if err := l.write(r); err != nil {
 				l.errs.Add(1)
 			} else {
 				l.written.Add(1)
@@ -268,8 +266,9 @@ func (l *Logger) run() {
 	}
 }
 
-// line builds one JSON line (with its newline) from r.
-func (l *Logger) line(r Record) ([]byte, error) {
+// write writes r as one JSON line: encoded straight into the buffer, or,
+// with masks, through a generic document the masks edit.
+func (l *Logger) write(r Record) error {
 	d := r.Decision
 	e := Entry{
 		DecisionID:  d.ID,
@@ -304,19 +303,21 @@ func (l *Logger) line(r Record) ([]byte, error) {
 			e.Datapoints.Payload = d.Payload.Raw()
 		}
 	}
+	if len(l.masks) == 0 {
+		return l.enc.Encode(e) // one Write of the whole line, newline included
+	}
 	b, err := json.Marshal(e)
-	if err != nil || len(l.masks) == 0 {
-		return append(b, '\n'), err
+	if err != nil {
+		return err
 	}
 	var doc map[string]any
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, err
+		return err
 	}
 	for i, p := range l.masks {
 		mask(doc, p.DecodedTokens(), l.cfg.Masks[i].Hash)
 	}
-	b, err = json.Marshal(doc)
-	return append(b, '\n'), err
+	return l.enc.Encode(doc)
 }
 
 // mask removes (or hashes) the value at path in doc, if there is one.
