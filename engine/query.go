@@ -5,9 +5,14 @@ import (
 	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
+
+// noMetrics: the engine times evaluations itself; topdown's own timers
+// would allocate a map per evaluation for nothing.
+var noMetrics = metrics.NoOp()
 
 // Query variables: every query the engine evaluates binds these two.
 var (
@@ -54,6 +59,7 @@ func (q *query) eval(ctx context.Context, input ast.Value, tracer topdown.QueryT
 		WithTransaction(txn).
 		WithInput(ast.NewTerm(input)).
 		WithCancel(cancel).
+		WithMetrics(noMetrics).
 		WithStrictBuiltinErrors(false)
 	if tracer != nil {
 		tq = tq.WithQueryTracer(tracer)
