@@ -39,8 +39,8 @@ import (
 
 // StageAfterUses is the decision from the cache on which a payload is
 // staged: the decision that fetched it and the cached ones before are
-// evaluated in full. Staging costs about as much as five full evaluations,
-// so a token seen once or twice never pays it.
+// evaluated in full. Staging costs about as much as ten full evaluations
+// (BenchmarkStage), so a token seen once or twice never pays it.
 const StageAfterUses = 2
 
 // maxResiduals bounds the distinct residual queries a policy set prepares.
