@@ -49,15 +49,16 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (map[stri
 		return nil, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
 			fmt.Sprintf("Content-Type must be application/json, got %q", ct)}
 	}
-	tooLarge := &apiError{http.StatusRequestEntityTooLarge, "body_too_large",
-		fmt.Sprintf("request body exceeds %d bytes", limit)}
+	tooLarge := func() error {
+		return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", limit)}
+	}
 	if r.ContentLength > limit {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, tooLarge
+			return nil, tooLarge()
 		}
 		return nil, &apiError{http.StatusBadRequest, "invalid_json", "reading request body: " + err.Error()}
 	}
