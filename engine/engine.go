@@ -165,7 +165,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Source == nil {
 		return nil, errors.New("engine: no datapoint source configured")
 	}
-	live, err := NewSlot(ctx, cfg.Policies, cfg.CaseSource)
+	gate := SuiteOptions{CaseSource: cfg.CaseSource, NoStaging: cfg.NoStaging}
+	live, err := newSlot(ctx, cfg.Policies, gate)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +175,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		evalTimeout: cmp.Or(cfg.EvalTimeout, DefaultEvalTimeout),
 		evalSlots:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentEvals, 2*runtime.GOMAXPROCS(0)))}
 	if cfg.ShadowPolicies != nil {
-		slot, err := NewSlot(ctx, cfg.ShadowPolicies, cfg.CaseSource)
+		shadowGate := gate
+		shadowGate.NoStaging = true // shadow decisions are evaluated in full
+		slot, err := newSlot(ctx, cfg.ShadowPolicies, shadowGate)
 		if err != nil {
 			return nil, fmt.Errorf("shadow policies: %w", err)
 		}

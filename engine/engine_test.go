@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/verdict-engine/verdict/csideclient"
 	"github.com/verdict-engine/verdict/csideclient/csidetest"
 	"github.com/verdict-engine/verdict/engine"
+	"github.com/verdict-engine/verdict/policies"
 )
 
 // minimal is a valid policy set: allow, no reasons.
@@ -578,5 +580,37 @@ func TestEvalTimeout(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("Decide(slow policy) took %v, want it cut off near 50ms", took)
+	}
+}
+
+// TestDecideStages follows a token through Engine.Decide: fetched, served
+// from the cache in full, then staged; with NoStaging, always in full.
+func TestDecideStages(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		noStaging bool
+		want      []engine.StageKind
+	}{
+		{false, []engine.StageKind{engine.StageFull, engine.StageFull, engine.StageResidual, engine.StageResidual}},
+		{true, []engine.StageKind{engine.StageFull, engine.StageFull, engine.StageFull, engine.StageFull}},
+	} {
+		src := realSource(t)
+		e, err := engine.New(ctx, engine.Config{Policies: policies.FS(), Source: src, CaseSource: src, NoStaging: tt.noStaging})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []engine.StageKind
+		for range tt.want {
+			d, err := e.Decide(ctx, engine.Request{Token: "demo-tor", Action: map[string]any{"type": "signup"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			src.Wait()
+			got = append(got, d.Stage)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("NoStaging %v: stages %v, want %v", tt.noStaging, got, tt.want)
+		}
+		e.Close()
 	}
 }

@@ -14,12 +14,12 @@ import (
 // old set keeps serving and the failure is kept for LastReload. A Slot is
 // safe for concurrent use; reloads are serialized.
 type Slot struct {
-	fsys       fs.FS
-	caseSource Source
-	set        atomic.Pointer[PolicySet]
-	reloading  sync.Mutex
-	last       atomic.Pointer[ReloadResult]
-	onReload   func(ReloadResult)
+	fsys      fs.FS
+	gate      SuiteOptions // how Verify runs the set's golden cases
+	set       atomic.Pointer[PolicySet]
+	reloading sync.Mutex
+	last      atomic.Pointer[ReloadResult]
+	onReload  func(ReloadResult)
 }
 
 // ReloadResult is the outcome of one reload.
@@ -35,11 +35,16 @@ type ReloadResult struct {
 // NewSlot loads fsys through Verify; scenario cases look tokens up through
 // caseSource.
 func NewSlot(ctx context.Context, fsys fs.FS, caseSource Source) (*Slot, error) {
-	set, err := Verify(ctx, fsys, caseSource)
+	return newSlot(ctx, fsys, SuiteOptions{CaseSource: caseSource})
+}
+
+// newSlot is NewSlot with the gate's options (Config.NoStaging).
+func newSlot(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*Slot, error) {
+	set, err := verify(ctx, fsys, opts)
 	if err != nil {
 		return nil, err
 	}
-	s := &Slot{fsys: fsys, caseSource: caseSource}
+	s := &Slot{fsys: fsys, gate: opts}
 	s.set.Store(set)
 	return s, nil
 }
@@ -55,7 +60,7 @@ func (s *Slot) LastReload() *ReloadResult { return s.last.Load() }
 func (s *Slot) Reload(ctx context.Context) ReloadResult {
 	s.reloading.Lock()
 	defer s.reloading.Unlock()
-	set, err := Verify(ctx, s.fsys, s.caseSource)
+	set, err := verify(ctx, s.fsys, s.gate)
 	r := ReloadResult{At: time.Now().UTC(), OK: err == nil, Err: err}
 	if err == nil {
 		s.set.Store(set)

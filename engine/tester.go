@@ -51,6 +51,9 @@ type SuiteOptions struct {
 	Coverage bool
 	// CaseSource looks up the tokens of scenario cases; nil fails them.
 	CaseSource Source
+	// NoStaging skips the check that staged evaluation gives every golden
+	// case the answer full evaluation gives (for serve --staging=false).
+	NoStaging bool
 }
 
 // Suite is the outcome of a policy set's Rego tests and golden cases.
@@ -141,6 +144,9 @@ func RunSuite(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*Suite, error
 	if err != nil {
 		return nil, err
 	}
+	if opts.NoStaging {
+		set.stager = nil
+	}
 	for _, c := range cases {
 		if filter != nil && !filter.MatchString(c.Name) {
 			continue
@@ -223,6 +229,12 @@ func policyCoverage(r cover.Report) *cover.Report {
 // set only if all of that passes; otherwise an error wrapping ErrPolicyLoad,
 // ErrContract or ErrTestsFailed that says what failed.
 func Verify(ctx context.Context, fsys fs.FS, caseSource Source) (*PolicySet, error) {
+	return verify(ctx, fsys, SuiteOptions{CaseSource: caseSource})
+}
+
+// verify is Verify with the suite's options; with NoStaging, the set it
+// returns is never staged either.
+func verify(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*PolicySet, error) {
 	problems, err := CheckContract(fsys)
 	if err != nil {
 		return nil, err
@@ -234,7 +246,10 @@ func Verify(ctx context.Context, fsys fs.FS, caseSource Source) (*PolicySet, err
 	if err != nil {
 		return nil, err
 	}
-	suite, err := RunSuite(ctx, fsys, SuiteOptions{CaseSource: caseSource})
+	if opts.NoStaging {
+		set.stager = nil
+	}
+	suite, err := RunSuite(ctx, fsys, opts)
 	if err != nil {
 		return nil, err
 	}
