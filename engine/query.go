@@ -26,6 +26,7 @@ var (
 // goroutine watching the context, results converted to Go values): about
 // 7 µs and 90 allocations, which is most of a staged residual's cost.
 type query struct {
+	source   ast.Body // as given, for people to read
 	body     ast.Body
 	compiler *ast.Compiler
 	store    storage.Store
@@ -38,7 +39,7 @@ func newQuery(compiler *ast.Compiler, store storage.Store, body ast.Body) (*quer
 	if err != nil {
 		return nil, err
 	}
-	return &query{body: compiled, compiler: compiler, store: store}, nil
+	return &query{source: body, body: compiled, compiler: compiler, store: store}, nil
 }
 
 // eval evaluates the query on input and returns what it binds to decision

@@ -330,3 +330,38 @@ func knownInput(dp Datapoints) (ast.Value, error) {
 		ast.Item(ast.InternedTerm("fingerprint_id"), fingerprint),
 	), nil
 }
+
+// Staging says how the serving path would evaluate decisions on dp's
+// payload once it is staged: for policy authors (verdict eval --staged).
+type Staging struct {
+	// Kind is StageConstant, StageResidual or StageFull.
+	Kind StageKind `json:"kind"`
+	// Why explains StageFull.
+	Why string `json:"why,omitempty"`
+	// Residual is the query each decision evaluates (StageResidual).
+	Residual string `json:"residual,omitempty"`
+	// Reads are the parts of the input that vary per call and that the
+	// residual reads: the decision memo's key (StageResidual).
+	Reads []string `json:"reads,omitempty"`
+}
+
+// Staging stages dp's payload as if it were served from the cache, and
+// reports the outcome. It changes nothing that serves decisions.
+func (p *PolicySet) Staging(ctx context.Context, dp Datapoints) Staging {
+	if p.stager == nil {
+		return Staging{Kind: StageFull, Why: "the policy set cannot be staged (data.verdict.reasons is not a set)"}
+	}
+	if dp.Payload == nil {
+		return Staging{Kind: StageFull, Why: "no payload: only cached datapoints are staged"}
+	}
+	dp.Origin = OriginCache
+	st := p.stage(ctx, dp, false)
+	out := Staging{Kind: st.kind, Why: st.why}
+	if st.residual != nil {
+		out.Residual = st.residual.full.source.String()
+		for _, r := range st.residual.reads {
+			out.Reads = append(out.Reads, r.String())
+		}
+	}
+	return out
+}

@@ -126,6 +126,12 @@ func TestStageKinds(t *testing.T) {
 	if st := set.stage(ctx, stale, false); st.kind != StageFull {
 		t.Errorf("a stale payload staged as %s, want full", st.kind)
 	}
+	if got := set.Staging(ctx, Datapoints{Status: StatusNotFound, Origin: OriginUpstream}); got.Kind != StageFull || got.Why == "" {
+		t.Errorf("Staging without a payload = %+v, want full, with why", got)
+	}
+	if got := set.Staging(ctx, stale); got.Kind != StageConstant {
+		t.Errorf("Staging reports as served from the cache: got %+v for a payload last served stale, want constant", got)
+	}
 }
 
 // TestReach checks which rules make a staged answer vary per call.

@@ -52,6 +52,8 @@ func TestCommands(t *testing.T) {
 		{"fmt-syntax", []string{"fmt", "testdata/policies/syntax"}},
 		{"eval-scenario", []string{"eval", "--action", `{"type":"login"}`, "--scenario", "demo-bot", "--policies", good}},
 		{"eval-explain", []string{"eval", "--action", `{"type":"checkout","amount":900,"currency":"USD"}`, "--datapoints", vpn, "--explain"}},
+		{"eval-staged", []string{"eval", "--action", `{"type":"checkout","amount":900,"currency":"USD"}`, "--datapoints", vpn, "--staged"}},
+		{"eval-staged-constant", []string{"eval", "--action", `{"type":"login"}`, "--scenario", "demo-bot", "--staged"}},
 		{"eval-upstream", []string{"eval", "--action", `{"type":"login"}`, "--upstream-status", "unavailable", "--external-ids", `{"email":"a@b.c"}`}},
 		{"eval-no-source", []string{"eval", "--action", `{"type":"login"}`}},
 		{"eval-two-sources", []string{"eval", "--action", `{"type":"login"}`, "--scenario", "demo-bot", "--upstream-status", "unavailable"}},

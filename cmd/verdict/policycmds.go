@@ -311,6 +311,7 @@ func formatInPlace(dir, name string) error {
 type evalOutput struct {
 	api.DecideResponse
 	Explain []engine.RuleHit `json:"explain,omitempty"`
+	Staged  *engine.Staging  `json:"staged,omitempty"`
 }
 
 // evalCmd runs `verdict eval`.
@@ -324,6 +325,7 @@ func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	idsJSON := flags.String("external-ids", "", `external IDs object, e.g. '{"email":"a@b.c"}'`)
 	dir := flags.String("policies", "", "policy directory (default: the embedded policies)")
 	explain := flags.Bool("explain", false, "also list the rules that fired, with file:line")
+	staged := flags.Bool("staged", false, "also show how serve evaluates this token's decisions once it is staged: a constant answer, or the residual query and what it reads")
 	flags.Usage = func() {
 		fmt.Fprintf(flags.Output(), "Usage: verdict eval --action JSON [--datapoints FILE | --scenario TOKEN | --upstream-status S] [flags]\n\nEvaluates one decision offline and prints what POST /decide would answer.\n\n")
 		flags.PrintDefaults()
@@ -416,6 +418,10 @@ func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	d.ID = id.String()
 	out.DecideResponse = api.NewDecideResponse(d, time.Since(start))
+	if *staged {
+		st := set.Staging(ctx, dp)
+		out.Staged = &st
+	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
