@@ -80,9 +80,10 @@ const (
 //
 // OPA's partial evaluation writes into the terms it works on, including
 // terms of the compiled rules and of the input (its copy propagation
-// rewrites them in place, with equal values). So it runs on a compiler of
-// its own, one payload at a time (mu), on a private copy of the payload,
-// and its result is deep-copied before the serving compiler sees it.
+// rewrites them in place, with equal values). So it runs on a compiler and
+// a data store of its own, one payload at a time (mu), on a private copy of
+// the payload, and its result is deep-copied before the serving compiler
+// sees it.
 type stager struct {
 	// compiler serves evaluations (residual queries are prepared on it);
 	// peCompiler is partial evaluation's own compilation of the same
@@ -122,11 +123,12 @@ func newStager(ctx context.Context, l *loaded) (*stager, error) {
 	if peCompiler.Failed() {
 		return nil, fmt.Errorf("compiling for partial evaluation: %w", peCompiler.Errors)
 	}
+	peStore := newStore(l.data) // its AST values are partial evaluation's to write into
 	each := ast.NewBody(ast.NewExpr(ast.NewTerm(reasonsRef.Append(ast.NewTerm(reasonVar)))))
 	pq, err := rego.New(
 		rego.ParsedQuery(each),
 		rego.Compiler(peCompiler),
-		rego.Store(l.store),
+		rego.Store(peStore),
 		rego.StrictBuiltinErrors(false),
 	).PrepareForPartial(ctx)
 	if err != nil {
