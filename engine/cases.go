@@ -194,7 +194,7 @@ func (p *PolicySet) RunCase(ctx context.Context, c Case, src Source) (Decision, 
 		return Decision{}, nil, fmt.Errorf("case %q: %w", c.Name, err)
 	}
 	var diffs []string
-	if diff, err := p.checkStaged(ctx, req, dp); err != nil {
+	if diff, err := p.checkFastPaths(ctx, req, dp); err != nil {
 		return Decision{}, nil, fmt.Errorf("case %q: %w", c.Name, err)
 	} else if diff != "" {
 		diffs = append(diffs, diff)
@@ -211,16 +211,26 @@ func (p *PolicySet) RunCase(ctx context.Context, c Case, src Source) (Decision, 
 	return d, diffs, nil
 }
 
-// checkStaged evaluates req on dp's payload as if served from the cache,
-// staged and in full, and describes any difference ("" when none): the
-// proof, case by case, that staging does not change answers.
-func (p *PolicySet) checkStaged(ctx context.Context, req Request, dp Datapoints) (string, error) {
+// checkFastPaths evaluates req on dp with the decision query itself, and
+// through each shortcut the serving path takes: the decision table (all
+// decisions) and staging (a payload served from the cache). It describes
+// any difference ("" when none): the proof, case by case, that the
+// shortcuts do not change answers.
+func (p *PolicySet) checkFastPaths(ctx context.Context, req Request, dp Datapoints) (string, error) {
+	want, err := p.evalQuery(ctx, p.query, StageFull, req, dp, nil)
+	if err != nil {
+		return "", err
+	}
+	same := func(d Decision) bool { return d.Decision == want.Decision && slices.Equal(d.Reasons, want.Reasons) }
+	if d, err := p.eval(ctx, req, dp, nil); err != nil || !same(d) {
+		return fmt.Sprintf("evaluation through the decision table = %s %v (error: %v), the decision query = %s %v: a Verdict bug",
+			d.Decision, d.Reasons, err, want.Decision, want.Reasons), nil
+	}
 	if p.stager == nil || dp.Payload == nil || dp.Origin == OriginStale {
 		return "", nil // never staged
 	}
 	dp.Origin = OriginCache
-	full, err := p.eval(ctx, req, dp, nil)
-	if err != nil {
+	if want, err = p.evalQuery(ctx, p.query, StageFull, req, dp, nil); err != nil {
 		return "", err
 	}
 	st := p.stage(ctx, dp, false)
@@ -228,9 +238,9 @@ func (p *PolicySet) checkStaged(ctx context.Context, req Request, dp Datapoints)
 	if err != nil {
 		return "", fmt.Errorf("staged (%s) evaluation: %w", st.kind, err)
 	}
-	if staged.Decision == full.Decision && slices.Equal(staged.Reasons, full.Reasons) {
+	if same(staged) {
 		return "", nil
 	}
 	return fmt.Sprintf("staged evaluation (%s) = %s %v, full evaluation = %s %v: a Verdict bug (serve --staging=false avoids it)",
-		st.kind, staged.Decision, staged.Reasons, full.Decision, full.Reasons), nil
+		st.kind, staged.Decision, staged.Reasons, want.Decision, want.Reasons), nil
 }

@@ -305,8 +305,13 @@ func (p *PolicySet) Eval(ctx context.Context, req Request, dp Datapoints) (Decis
 	return p.eval(ctx, req, dp, nil)
 }
 
-// eval is Eval with an optional tracer (Explain's); nil for none.
+// eval is Eval with an optional tracer (Explain's); nil for none. It
+// goes through the set's decision table when there is one, but not when
+// tracing: a trace must show the decision rule.
 func (p *PolicySet) eval(ctx context.Context, req Request, dp Datapoints, tracer topdown.QueryTracer) (Decision, error) {
+	if tracer == nil && p.byReasons != nil {
+		return p.evalByReasons(ctx, req, dp)
+	}
 	return p.evalQuery(ctx, p.query, StageFull, req, dp, tracer)
 }
 

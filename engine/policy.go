@@ -29,8 +29,12 @@ var (
 	reasonsRef  = ast.MustParseRef("data.verdict.reasons")
 )
 
-// decisionQuery binds both outputs in one evaluation.
-var decisionQuery = ast.MustParseBody("decision = data.verdict.decision; reasons = data.verdict.reasons")
+// decisionQuery binds both outputs in one evaluation; reasonsQuery binds
+// only the reasons (see byReasons).
+var (
+	decisionQuery = ast.MustParseBody("decision = data.verdict.decision; reasons = data.verdict.reasons")
+	reasonsQuery  = ast.MustParseBody("reasons = data.verdict.reasons")
+)
 
 // PolicySet is a compiled, immutable policy set: the unit hot reload swaps.
 type PolicySet struct {
@@ -39,6 +43,8 @@ type PolicySet struct {
 	files    []string
 	query    *query
 	stager   *stager // nil: staging does not apply
+	// byReasons, when set, is the decision table full evaluation uses.
+	byReasons *byReasons
 	// deterministic: no module calls a nondeterministic builtin (time.now_ns,
 	// rand.intn, http.send, ...), so equal inputs give equal decisions.
 	deterministic bool
@@ -240,12 +246,20 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 	// A set whose reasons is not a set cannot be staged; full evaluation
 	// reports the broken contract on every decision.
 	stager, _ := newStager(ctx, l)
-	return &PolicySet{
+	set := &PolicySet{
 		revision:      l.revision,
 		loadedAt:      time.Now().UTC(),
 		files:         l.files,
 		query:         pq,
 		stager:        stager,
 		deterministic: deterministic(l.compiler.Modules),
-	}, nil
+	}
+	if stager != nil && stager.decisionPure {
+		rq, err := newQuery(l.compiler, l.store, reasonsQuery)
+		if err != nil {
+			return nil, fmt.Errorf("%w: preparing the reasons query: %w", ErrPolicyLoad, err)
+		}
+		set.byReasons = &byReasons{reasons: rq}
+	}
+	return set, nil
 }

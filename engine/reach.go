@@ -19,6 +19,8 @@ type reach struct {
 	// nondet: it calls a nondeterministic builtin (time.now_ns, rand.intn,
 	// ...), so no memo may stand in for it.
 	nondet bool
+	// input: it reads some part of the input, varying or not.
+	input bool
 	// reads are the unknown parts of the input it reads, as refs: a ref
 	// into input.action, input.external_ids or input.upstream.age_seconds,
 	// cut at its first variable; reading above them (all of input, or of
@@ -31,6 +33,7 @@ type reach struct {
 func (s *stager) reach(body ast.Body) reach {
 	var r reach
 	read := func(ref ast.Ref) {
+		r.input = true
 		for _, u := range unknownRefs {
 			switch {
 			case ref.HasPrefix(u):

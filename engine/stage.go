@@ -97,6 +97,10 @@ type stager struct {
 	// nothing that varies between calls on a payload. A staged payload then
 	// evaluates the decision rule once per distinct set of reasons.
 	decisionFixed bool
+	// decisionPure: data.verdict.decision, with the reasons given, reads no
+	// input at all and calls no nondeterministic builtin: it is a function
+	// of the reasons for the whole policy set (PolicySet.decisionOf).
+	decisionPure bool
 
 	mu        sync.Mutex // guards partial, peCompiler and residuals
 	partial   rego.PreparedPartialQuery
@@ -139,7 +143,8 @@ func newStager(ctx context.Context, l *loaded) (*stager, error) {
 	for _, r := range unknownRefs {
 		s.unknowns = append(s.unknowns, ast.NewTerm(r))
 	}
-	s.decisionFixed = !s.reach(ast.NewBody(ast.Equality.Expr(ast.NewTerm(decisionVar), ast.NewTerm(decisionRef)))).varies
+	d := s.reach(ast.NewBody(ast.Equality.Expr(ast.NewTerm(decisionVar), ast.NewTerm(decisionRef))))
+	s.decisionFixed, s.decisionPure = !d.varies, !d.input && !d.nondet
 	return s, nil
 }
 

@@ -68,8 +68,8 @@ func actionMatrix() []Request {
 func TestStagedMatchesFull(t *testing.T) {
 	ctx := context.Background()
 	set := shippedSet(t)
-	if !set.stager.decisionFixed {
-		t.Error("the shipped decision rule reads only the reasons: want its memo on")
+	if !set.stager.decisionFixed || !set.stager.decisionPure || set.byReasons == nil {
+		t.Error("the shipped decision rule reads only the reasons: want both decision tables on")
 	}
 	kinds := map[StageKind]int{}
 	for _, memo := range []bool{false, true} {
@@ -82,9 +82,13 @@ func TestStagedMatchesFull(t *testing.T) {
 			kinds[st.kind]++
 			for pass := range 2 { // the second pass answers from the memos
 				for _, req := range actionMatrix() {
-					full, err := set.Eval(ctx, req, dp)
+					full, err := set.evalQuery(ctx, set.query, StageFull, req, dp, nil) // no shortcut at all
 					if err != nil {
 						t.Fatalf("%s %v: %v", token, req.Action, err)
+					}
+					if viaTable, err := set.Eval(ctx, req, dp); err != nil || viaTable.Decision != full.Decision || !slices.Equal(viaTable.Reasons, full.Reasons) {
+						t.Errorf("%s %v: through the decision table %s %v (%v), the decision query %s %v", token, req.Action,
+							viaTable.Decision, viaTable.Reasons, err, full.Decision, full.Reasons)
 					}
 					staged, err := st.eval(ctx, req, dp)
 					if err != nil {
@@ -176,11 +180,18 @@ reasons := set()`, StageResidual, true},
 			if fixed := !tt.decisionVaries; set.stager.decisionFixed != fixed {
 				t.Errorf("decisionFixed = %v, want %v", set.stager.decisionFixed, fixed)
 			}
+			// The set-wide decision table needs a decision that reads no
+			// input at all: the upstream status is fixed per payload, not
+			// per policy set.
+			pure := tt.name == "datapoints only" || tt.name == "reason reads the action"
+			if set.stager.decisionPure != pure || (set.byReasons != nil) != pure {
+				t.Errorf("decisionPure = %v, table %v; want %v", set.stager.decisionPure, set.byReasons != nil, pure)
+			}
 			if st.kind != tt.want {
 				t.Errorf("staged as %s (%s), want %s", st.kind, st.why, tt.want)
 			}
 			for _, req := range actionMatrix() {
-				if diff, err := set.checkStaged(ctx, req, dp); err != nil || diff != "" {
+				if diff, err := set.checkFastPaths(ctx, req, dp); err != nil || diff != "" {
 					t.Errorf("%v: %v %s", req.Action, err, diff)
 				}
 			}
