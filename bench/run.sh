@@ -11,11 +11,16 @@
 # latencies.
 # Installs what it needs: wrk (Debian) and opa v1.22.3 (go install).
 #
-#   bench/run.sh [duration] [connections]     (defaults: 10s 16)
+#   bench/run.sh [duration] [connections] [rounds]     (defaults: 10s 16 1)
+#
+# Every server is started first; then each round drives them in turn, and
+# the table shows the mean over the rounds with its range: the more rounds,
+# the less a row depends on the shared machine's mood while it ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10s}
 conns=${2:-16}
+rounds=${3:-1}
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -44,7 +49,7 @@ wait_up() {
 	exit 1
 }
 
-# run NAME URL SCRIPT: drives one server, keeps its numbers in $work/NAME.
+# run NAME URL SCRIPT: drives one server once, appends its numbers to $work/NAME.
 run() {
 	echo "running $1 ($duration, $conns connections)" >&2
 	wrk -t1 -c"$conns" -d"$duration" --latency -s "$3" "$2" >"$work/$1.out"
@@ -53,12 +58,13 @@ run() {
 		/^ +50%/ { p50 = $2 }
 		/^ +99%/ { p99 = $2 }
 		/Non-2xx/ { bad = $NF }
-		END { printf "%s %s %s %s %s\n", name, rps, p50, p99, (bad == "" ? 0 : bad) }' "$work/$1.out" >"$work/$1"
+		END { printf "%s %s %s %s %s\n", name, rps, p50, p99, (bad == "" ? 0 : bad) }' "$work/$1.out" >>"$work/$1"
 }
 
+# Start every server first, then drive them in turn, ROUNDS times: rows
+# measured far apart would see the shared machine in different moods.
 "$work/bin/harness" noop 127.0.0.1:18301 & pids+=($!)
 wait_up http://127.0.0.1:18301/
-run ceiling http://127.0.0.1:18301/decide bench/lua/verdict.lua
 
 mkdir "$work/opa-policies"
 cp policies/*.rego policies/data.json bench/opa/result.rego "$work/opa-policies/"
@@ -67,14 +73,14 @@ cp policies/*.rego policies/data.json bench/opa/result.rego "$work/opa-policies/
 wait_up http://127.0.0.1:18302/health
 curl -fs -XPOST http://127.0.0.1:18302/v1/data/verdict/result -d @"$work/opa-input.json" | grep -q '"decision"' \
 	|| { echo "FAILED: OPA does not decide" >&2; exit 1; }
-OPA_INPUT="$work/opa-input.json" run opa http://127.0.0.1:18302/v1/data/verdict/result bench/lua/opa.lua
+export OPA_INPUT="$work/opa-input.json"
 
 # Verdict as in production: API keys, the admin listener (metrics), the
 # decision log to a file and the access log (info level) to a file.
 printf 'bench:bench_key_0123456789abcdef\n' >"$work/keys.txt"
 printf 'ops:ops_key_0123456789abcdef\n' >"$work/admin-keys.txt"
 export VERDICT_KEY=bench_key_0123456789abcdef
-# verdict NAME PORT ADMIN_PORT [FLAGS...]: starts a warm Verdict, warms the demo tokens, drives it.
+# verdict NAME PORT ADMIN_PORT [FLAGS...]: starts a Verdict and warms the demo tokens.
 verdict() {
 	local name=$1 port=$2 admin=$3
 	shift 3
@@ -89,14 +95,8 @@ verdict() {
 				|| { echo "FAILED: $name does not decide" >&2; exit 1; }
 		done
 	done
-	run "$name" "http://127.0.0.1:$port/decide" bench/lua/verdict.lua
 }
 verdict verdict-warm 18303 18306
-half=$(awk '{printf "%d", $2 / 2}' "$work/verdict-warm")
-echo "pacing verdict-warm at $half req/s ($duration)" >&2
-read -r half_p50 half_p99 half_p999 half_errs half_lag < <("$work/bin/harness" pace http://127.0.0.1:18303/decide "$half" "$duration")
-echo "pacing the ceiling server at the same rate: the machine's own tail" >&2
-read -r noop_p50 noop_p99 noop_p999 noop_errs noop_lag < <("$work/bin/harness" pace http://127.0.0.1:18301/decide "$half" "$duration")
 verdict verdict-nostage 18307 18308 --staging=false
 verdict verdict-memo 18309 18310 --decision-memo
 
@@ -105,17 +105,38 @@ wait_up http://127.0.0.1:18304/
 "$work/bin/verdict" serve --addr 127.0.0.1:18305 --admin-addr off --insecure-no-auth --log-level error \
 	--cside-url http://127.0.0.1:18304 2>"$work/verdict-cold.log" & pids+=($!)
 wait_up http://127.0.0.1:18305/healthz
-run verdict-cold http://127.0.0.1:18305/decide bench/lua/cold.lua
 
-opa_rps=$(awk '{print $2}' "$work/opa")
-ceiling_rps=$(awk '{print $2}' "$work/ceiling")
-printf "\n%-14s %10s %10s %10s %8s %10s %10s\n" server "req/s" p50 p99 non-2xx "vs OPA" "vs ceiling"
+for round in $(seq "$rounds"); do
+	echo "round $round of $rounds" >&2
+	run ceiling http://127.0.0.1:18301/decide bench/lua/verdict.lua
+	run opa http://127.0.0.1:18302/v1/data/verdict/result bench/lua/opa.lua
+	run verdict-warm http://127.0.0.1:18303/decide bench/lua/verdict.lua
+	run verdict-nostage http://127.0.0.1:18307/decide bench/lua/verdict.lua
+	run verdict-memo http://127.0.0.1:18309/decide bench/lua/verdict.lua
+	run verdict-cold http://127.0.0.1:18305/decide bench/lua/cold.lua
+done
+
+# mean NAME: the mean req/s over the rounds.
+mean() { awk '{ s += $2 } END { printf "%.2f", s / NR }' "$work/$1"; }
+half=$(awk -v m="$(mean verdict-warm)" 'BEGIN { printf "%d", m / 2 }')
+echo "pacing verdict-warm at $half req/s ($duration)" >&2
+read -r half_p50 half_p99 half_p999 half_errs half_lag < <("$work/bin/harness" pace http://127.0.0.1:18303/decide "$half" "$duration")
+echo "pacing the ceiling server at the same rate: the machine's own tail" >&2
+read -r noop_p50 noop_p99 noop_p999 noop_errs noop_lag < <("$work/bin/harness" pace http://127.0.0.1:18301/decide "$half" "$duration")
+
+opa_rps=$(mean opa)
+ceiling_rps=$(mean ceiling)
+printf "\n%-16s %10s %19s %10s %10s %8s %10s %10s\n" server "req/s" "(min-max)" p50 p99 non-2xx "vs OPA" "vs ceiling"
 for n in ceiling opa verdict-warm verdict-nostage verdict-memo verdict-cold; do
-	read -r name rps p50 p99 bad <"$work/$n"
-	printf "%-14s %10s %10s %10s %8s %9.2fx %9.0f%%\n" "$name" "$rps" "$p50" "$p99" "$bad" \
+	read -r name _ p50 p99 _ < <(tail -n 1 "$work/$n")
+	rps=$(mean "$n")
+	range=$(awk '{ if (NR == 1 || $2 < lo) lo = $2; if ($2 > hi) hi = $2 } END { printf "%.0f-%.0f", lo, hi }' "$work/$n")
+	bad=$(awk '{ s += $5 } END { print s }' "$work/$n")
+	printf "%-16s %10.0f %19s %10s %10s %8s %9.2fx %9.0f%%\n" "$name" "$rps" "($range)" "$p50" "$p99" "$bad" \
 		"$(awk -v a="$rps" -v b="$opa_rps" 'BEGIN{print a/b}')" "$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN{print 100*a/b}')"
 done
-printf "\nverdict-warm at half its saturation rate (%s req/s, open loop): p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
+printf "\n(means over %s round(s) of %s each, rows taken in turn; p50 and p99 from the last round)\n" "$rounds" "$duration"
+printf "verdict-warm at half its saturation rate (%s req/s, open loop): p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
 	"$half" "$half_p50" "$half_p99" "$half_p999" "$half_errs" "$half_lag"
 printf "ceiling server at the same rate:                          p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
 	"$noop_p50" "$noop_p99" "$noop_p999" "$noop_errs" "$noop_lag"
