@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -26,8 +25,35 @@ import (
 // The decision rule was a quarter to a third of a full evaluation.
 type byReasons struct {
 	reasons   *query // reasons = data.verdict.reasons
-	decisions sync.Map
-	size      atomic.Int64
+	decisions *decisionTable
+}
+
+// decisionTable maps sets of reasons (reasonsKey) to the decision the
+// policy's decision rule makes on them; it stops growing at max entries.
+// It is safe for concurrent use.
+type decisionTable struct {
+	mu  sync.RWMutex
+	m   map[string]string
+	max int
+}
+
+func newDecisionTable(max int) *decisionTable {
+	return &decisionTable{m: map[string]string{}, max: max}
+}
+
+func (t *decisionTable) get(key string) (string, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	d, ok := t.m[key]
+	return d, ok
+}
+
+func (t *decisionTable) put(key, decision string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.m) < t.max {
+		t.m[key] = decision
+	}
 }
 
 // maxDecisionsPerSet bounds a policy set's decision table.
@@ -35,12 +61,20 @@ const maxDecisionsPerSet = 4096
 
 // evalByReasons is full evaluation through the set's decision table.
 func (p *PolicySet) evalByReasons(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+	return p.decideByReasons(ctx, p.byReasons.reasons, p.query, p.byReasons.decisions, StageFull, req, dp)
+}
+
+// decideByReasons evaluates reasonsQ, which binds only the reasons, and
+// looks the decision up in table; only for a set of reasons the table does
+// not know does it evaluate fullQ, which binds both, and remember its
+// decision.
+func (p *PolicySet) decideByReasons(ctx context.Context, reasonsQ, fullQ *query, table *decisionTable, kind StageKind, req Request, dp Datapoints) (Decision, error) {
 	input, err := buildInput(req, dp)
 	if err != nil {
 		return Decision{}, err
 	}
 	start := time.Now()
-	_, reasonsT, err := p.byReasons.reasons.eval(ctx, input, nil)
+	_, reasonsT, err := reasonsQ.eval(ctx, input, nil)
 	if err != nil {
 		return Decision{}, p.policyErr(ctx, err)
 	}
@@ -48,14 +82,12 @@ func (p *PolicySet) evalByReasons(ctx context.Context, req Request, dp Datapoint
 	if err != nil {
 		return Decision{}, p.policyErr(ctx, err)
 	}
-	if decision, ok := p.byReasons.decisions.Load(reasonsKey(reasons)); ok {
-		return p.decision(decision.(string), reasons, StageFull, dp, time.Since(start)), nil
+	if decision, ok := table.get(reasonsKey(reasons)); ok {
+		return p.decision(decision, reasons, kind, dp, time.Since(start)), nil
 	}
-	d, err := p.evalQuery(ctx, p.query, StageFull, req, dp, nil)
-	if err == nil && p.byReasons.size.Load() < maxDecisionsPerSet {
-		if _, loaded := p.byReasons.decisions.LoadOrStore(reasonsKey(d.Reasons), d.Decision); !loaded {
-			p.byReasons.size.Add(1)
-		}
+	d, err := p.evalQuery(ctx, fullQ, kind, req, dp, nil)
+	if err == nil {
+		table.put(reasonsKey(d.Reasons), d.Decision)
 	}
 	return d, err
 }
@@ -107,36 +139,7 @@ func (st *staged) evalResidualOnce(ctx context.Context, req Request, dp Datapoin
 	if st.decisions == nil {
 		return st.set.evalQuery(ctx, st.residual.full, StageResidual, req, dp, nil)
 	}
-	input, err := buildInput(req, dp)
-	if err != nil {
-		return Decision{}, err
-	}
-	start := time.Now()
-	_, reasonsT, err := st.residual.reasons.eval(ctx, input, nil)
-	if err != nil {
-		return Decision{}, st.set.policyErr(ctx, err)
-	}
-	reasons, err := parseReasons(reasonsT)
-	if err != nil {
-		return Decision{}, st.set.policyErr(ctx, err)
-	}
-	key := reasonsKey(reasons)
-	st.mu.Lock()
-	decision, ok := st.decisions[key]
-	st.mu.Unlock()
-	if !ok {
-		d, err := st.set.evalQuery(ctx, st.residual.full, StageResidual, req, dp, nil)
-		if err != nil {
-			return Decision{}, err
-		}
-		st.mu.Lock()
-		if len(st.decisions) < maxDecisionsPerPayload {
-			st.decisions[reasonsKey(d.Reasons)] = d.Decision
-		}
-		st.mu.Unlock()
-		return d, nil
-	}
-	return st.set.decision(decision, reasons, StageResidual, dp, time.Since(start)), nil
+	return st.set.decideByReasons(ctx, st.residual.reasons, st.residual.full, st.decisions, StageResidual, req, dp)
 }
 
 // memoKey renders the values a call gives the refs a residual reads, each

@@ -259,7 +259,7 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: preparing the reasons query: %w", ErrPolicyLoad, err)
 		}
-		set.byReasons = &byReasons{reasons: rq}
+		set.byReasons = &byReasons{reasons: rq, decisions: newDecisionTable(maxDecisionsPerSet)}
 	}
 	return set, nil
 }

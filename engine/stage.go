@@ -162,8 +162,8 @@ type staged struct {
 	reasons  []Reason
 	// decisions memoizes the decision by reasons (StageResidual, when the
 	// stager's decisionFixed); nil otherwise.
-	mu        sync.Mutex
-	decisions map[string]string
+	decisions *decisionTable
+	mu        sync.Mutex // guards memo
 	// memo memoizes answers by the values of what the residual reads
 	// (StageResidual with the decision memo on, the residual free of
 	// nondeterministic builtins); nil otherwise.
@@ -250,7 +250,7 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints, memo bo
 	}
 	st.kind, st.residual = StageResidual, res
 	if s.decisionFixed {
-		st.decisions = map[string]string{}
+		st.decisions = newDecisionTable(maxDecisionsPerPayload)
 	}
 	if memo && !res.nondet {
 		st.memo = map[string]answer{}
