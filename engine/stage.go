@@ -328,13 +328,15 @@ func knownInput(dp Datapoints) (ast.Value, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every term is new, not buildInput's shared ones: partial evaluation
+	// may write into them.
 	return ast.NewObject(
-		ast.Item(ast.InternedTerm("datapoints"), ast.NewTerm(fresh.value)),
-		ast.Item(ast.InternedTerm("upstream"), ast.ObjectTerm(
-			ast.Item(ast.InternedTerm("status"), ast.StringTerm(string(dp.Status))),
-			ast.Item(ast.InternedTerm("source"), ast.StringTerm(string(dp.Origin))),
+		ast.Item(ast.StringTerm("datapoints"), ast.NewTerm(fresh.value)),
+		ast.Item(ast.StringTerm("upstream"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("status"), ast.StringTerm(string(dp.Status))),
+			ast.Item(ast.StringTerm("source"), ast.StringTerm(string(dp.Origin))),
 		)),
-		ast.Item(ast.InternedTerm("fingerprint_id"), fingerprint),
+		ast.Item(ast.StringTerm("fingerprint_id"), fingerprint),
 	), nil
 }
 
