@@ -93,10 +93,14 @@ type logLines struct {
 	mu    sync.Mutex
 	lines []string
 	addr  chan string
-	admin string // the admin listener's address, once logged
+	admin string        // the admin listener's address, once logged
+	eof   chan struct{} // closed when consume has read everything
 }
 
+// consume collects r's lines until r ends. Serve buffers its log lines and
+// writes the last ones as it exits: wait on eof before reading them.
 func (l *logLines) consume(r io.Reader) {
+	defer close(l.eof)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -123,7 +127,7 @@ func (l *logLines) consume(r io.Reader) {
 
 // newLogLines returns a collector registered for scanForSecrets.
 func newLogLines() *logLines {
-	l := &logLines{addr: make(chan string, 1)}
+	l := &logLines{addr: make(chan string, 1), eof: make(chan struct{})}
 	everyLog.Lock()
 	everyLog.logs = append(everyLog.logs, l)
 	everyLog.Unlock()
@@ -168,6 +172,7 @@ func startServeArgs(t *testing.T, args ...string) (string, *logLines, func() err
 		once.Do(func() {
 			cancel()
 			stopErr = <-done
+			<-logs.eof // every line serve wrote is in logs
 		})
 		return stopErr
 	}
