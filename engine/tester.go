@@ -90,6 +90,12 @@ func (s *Suite) Failed() int {
 // line (tests) and in file order (cases). A load, compile or case-file error
 // is returned as an error; failed tests and cases are reported in the Suite.
 func RunSuite(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*Suite, error) {
+	return runSuite(ctx, fsys, opts, nil)
+}
+
+// runSuite is RunSuite running the golden cases on set, or, when set is
+// nil, on a set it compiles (and strips of staging with opts.NoStaging).
+func runSuite(ctx context.Context, fsys fs.FS, opts SuiteOptions, set *PolicySet) (*Suite, error) {
 	var filter *regexp.Regexp
 	if opts.Run != "" {
 		var err error
@@ -140,12 +146,10 @@ func RunSuite(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*Suite, error
 	if len(cases) == 0 {
 		return suite, nil
 	}
-	set, err := Compile(ctx, fsys)
-	if err != nil {
-		return nil, err
-	}
-	if opts.NoStaging {
-		set.stager = nil
+	if set == nil {
+		if set, err = compileFor(ctx, fsys, opts); err != nil {
+			return nil, err
+		}
 	}
 	for _, c := range cases {
 		if filter != nil && !filter.MatchString(c.Name) {
@@ -242,19 +246,29 @@ func verify(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*PolicySet, err
 	if err := contractErr(problems); err != nil {
 		return nil, err
 	}
+	set, err := compileFor(ctx, fsys, opts)
+	if err != nil {
+		return nil, err
+	}
+	suite, err := runSuite(ctx, fsys, opts, set) // the cases run on the set that will serve
+	if err != nil {
+		return nil, err
+	}
+	if n := suite.Failed(); n > 0 {
+		return nil, fmt.Errorf("%w: %d of %d failed: %s", ErrTestsFailed, n, len(suite.Tests)+len(suite.Cases), strings.Join(suite.failures(3), "; "))
+	}
+	return set, nil
+}
+
+// compileFor compiles fsys for a suite's options: with NoStaging, the set
+// is never staged.
+func compileFor(ctx context.Context, fsys fs.FS, opts SuiteOptions) (*PolicySet, error) {
 	set, err := Compile(ctx, fsys)
 	if err != nil {
 		return nil, err
 	}
 	if opts.NoStaging {
 		set.stager = nil
-	}
-	suite, err := RunSuite(ctx, fsys, opts)
-	if err != nil {
-		return nil, err
-	}
-	if n := suite.Failed(); n > 0 {
-		return nil, fmt.Errorf("%w: %d of %d failed: %s", ErrTestsFailed, n, len(suite.Tests)+len(suite.Cases), strings.Join(suite.failures(3), "; "))
 	}
 	return set, nil
 }
