@@ -37,6 +37,27 @@ func (b *byteSize) Set(s string) error {
 	return nil
 }
 
+// optionalSize is a byteSize, or 0 (also "off") for none.
+type optionalSize int64
+
+func (b *optionalSize) String() string {
+	if *b == 0 {
+		return "0"
+	}
+	return (*byteSize)(b).String()
+}
+
+func (b *optionalSize) Set(s string) error {
+	if s == "0" || s == "off" {
+		*b = 0
+		return nil
+	}
+	if err := (*byteSize)(b).Set(s); err != nil {
+		return fmt.Errorf("%w, or 0 (off)", err)
+	}
+	return nil
+}
+
 // positiveDuration is a Go duration greater than zero.
 type positiveDuration time.Duration
 

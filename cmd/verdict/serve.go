@@ -32,6 +32,11 @@ const (
 	maxHeaderBytes    = 64 << 10
 )
 
+// defaultGCHeapFloor is --gc-heap-floor's default (see heapFloor): a
+// quarter of the cache's default bound, memory a deployment sized for the
+// cache already has.
+const defaultGCHeapFloor = 64 << 20
+
 // serveConfig is everything `verdict serve` is configured with.
 type serveConfig struct {
 	addr            listenAddr
@@ -42,6 +47,7 @@ type serveConfig struct {
 	clientIDPath    urlPath
 	csideHeader     header
 	cacheMaxBytes   byteSize
+	gcHeapFloor     optionalSize
 	cacheTTL        positiveDuration
 	notFoundTTL     positiveDuration
 	staleGrace      nonNegativeDuration
@@ -93,6 +99,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		clientPath:      csideclient.DefaultClientPath,
 		clientIDPath:    csideclient.DefaultClientIDPath,
 		cacheMaxBytes:   cache.DefaultMaxCostBytes,
+		gcHeapFloor:     defaultGCHeapFloor,
 		cacheTTL:        positiveDuration(cache.DefaultTTL),
 		notFoundTTL:     positiveDuration(cache.DefaultNotFoundTTL),
 		staleGrace:      nonNegativeDuration(cache.DefaultStaleGrace),
@@ -123,6 +130,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Var(&cfg.clientIDPath, "cside-clientid-path", "cside fingerprint ID endpoint path")
 	fs.Var(&cfg.csideHeader, "cside-header", `header sent to cside, "Name: value" (prefer the environment twin: it is a secret)`)
 	fs.Var(&cfg.cacheMaxBytes, "cache-max-bytes", "datapoint cache memory bound")
+	fs.Var(&cfg.gcHeapFloor, "gc-heap-floor", "heap size below which the garbage collector does not run; above it, GOGC applies (0: off; ignored when GOGC is set)")
 	fs.Var(&cfg.cacheTTL, "cache-ttl", "how long datapoints stay cached")
 	fs.Var(&cfg.notFoundTTL, "cache-notfound-ttl", `how long a cside "not found" stays cached`)
 	fs.Var(&cfg.staleGrace, "cache-stale-grace", "how long datapoints past their TTL are kept to be served stale when cside is unavailable (0: never)")
@@ -329,6 +337,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logOut := newLogWriter(stderr)
 	defer func() { _ = logOut.Close() }()
 	log := slog.New(flushingHandler{api.LogHandler(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.logLevel.Level})), logOut})
+	switch gogc := getenv("GOGC"); {
+	case cfg.gcHeapFloor == 0:
+	case gogc != "":
+		log.Info("GOGC is set: the GC heap floor is off", "GOGC", gogc)
+	default:
+		defer startHeapFloor(uint64(cfg.gcHeapFloor), 100).stop() // #nosec G115 -- a size flag: 1 MiB to 1 TiB
+	}
 
 	if cfg.demo {
 		fake := csidetest.NewServer()
