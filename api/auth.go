@@ -129,20 +129,20 @@ func (k *Keys) Lookup(presented string) (string, bool) {
 	return name, found == 1
 }
 
-type keyNameKey struct{}
-
 // KeyName returns the name of the API key of the request ctx belongs to,
 // "" when none was required.
 func KeyName(ctx context.Context) string {
-	name, _ := ctx.Value(keyNameKey{}).(string)
-	return name
+	if info := infoOf(ctx); info != nil {
+		return info.keyName
+	}
+	return ""
 }
 
 // authenticate requires Authorization: Bearer <key> with a key of keys.
 func authenticate(keys *Keys, realm string) gin.HandlerFunc {
+	challenge := fmt.Sprintf("Bearer realm=%q", realm)
 	return func(c *gin.Context) {
 		presented, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-		challenge := fmt.Sprintf("Bearer realm=%q", realm)
 		if !ok || presented == "" {
 			c.Header("WWW-Authenticate", challenge)
 			writeError(c, &apiError{http.StatusUnauthorized, "unauthorized", "an API key is required: Authorization: Bearer <key>"})
@@ -154,7 +154,7 @@ func authenticate(keys *Keys, realm string) gin.HandlerFunc {
 			writeError(c, &apiError{http.StatusUnauthorized, "unauthorized", "the API key is not valid"})
 			return
 		}
-		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), keyNameKey{}, name))
+		withInfo(c).keyName = name
 		c.Next()
 	}
 }

@@ -92,6 +92,14 @@ func FuzzCheckStructure(f *testing.F) {
 	f.Add([]byte(`{"a": 1, "\u0061": 2}`))
 	f.Add([]byte(`{"k": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`))
 	f.Add([]byte(`{"a\"b": {"x": -0.000000000000000000000000000000001}, "a\"b": true}`))
+	// The scanner keeps the open objects' keys in one list: a nested object's
+	// keys must not count as its parent's, and an object past 16 keys moves
+	// to a set of its own.
+	f.Add([]byte(`{"a": 1, "b": {"a": 1, "b": {"c": 2}}, "c": 3, "a": 4}`))
+	f.Add([]byte(`{"a": {"x": 1}, "b": {"x": 2}, "x": 3}`))
+	f.Add([]byte(`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":{"k0":0},"k17":17,"k0":0}`))
+	f.Add([]byte(`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":{"k0":0,"k0":1}}`))
+	f.Add([]byte(`{"n": 99999999999999999999999999999999, "m": 1E308, "o": 1e309}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if !json.Valid(body) {
 			return

@@ -25,11 +25,14 @@ const (
 // error names the path of the offending value.
 //
 // body must be valid JSON (json.Valid): the scan relies on it and checks
-// only the three limits. It allocates little on a body that passes: the
-// object keys it must remember, and numbers.
+// only the three limits. On a body that passes, it allocates only for
+// objects of more than 16 keys, escaped keys, and more than 64 keys open
+// at once.
 func checkStructure(body []byte) error {
 	var frames [MaxDepth]frame
 	stack := frames[:0]
+	var keyBuf [64][]byte
+	keys := keyBuf[:0] // the keys of the open objects, innermost last
 	afterValue := func() {
 		if len(stack) > 0 {
 			if f := &stack[len(stack)-1]; f.object {
@@ -45,9 +48,10 @@ func checkStructure(body []byte) error {
 			if len(stack) >= MaxDepth {
 				return invalidRequest("%s: nested deeper than %d levels", pathOf(stack), MaxDepth)
 			}
-			stack = append(stack, frame{object: c == '{', wantKey: c == '{'})
+			stack = append(stack, frame{object: c == '{', wantKey: c == '{', keys: len(keys)})
 			i++
 		case '}', ']':
+			keys = keys[:stack[len(stack)-1].keys]
 			stack = stack[:len(stack)-1]
 			afterValue()
 			i++
@@ -61,11 +65,12 @@ func checkStructure(body []byte) error {
 					_ = json.Unmarshal(body[i:end], &k) // valid JSON: cannot fail
 					key = []byte(k)
 				}
-				if f.seen(key) {
-					f.key = string(key)
-					return invalidRequest("%s: duplicate key %q", pathOf(stack), f.key)
+				f.key = key
+				var dup bool
+				if keys, dup = f.seen(keys, key); dup {
+					return invalidRequest("%s: duplicate key %q", pathOf(stack), key)
 				}
-				f.key, f.wantKey = string(key), false
+				f.wantKey = false
 			} else {
 				afterValue()
 			}
@@ -82,7 +87,7 @@ func checkStructure(body []byte) error {
 			}
 			if num := body[i:j]; len(num) > maxNumberLen {
 				return invalidRequest("%s: number %.40s is too large (at most %d characters, within float64)", pathOf(stack), num, maxNumberLen)
-			} else if f, err := strconv.ParseFloat(string(num), 64); err != nil || math.IsInf(f, 0) {
+			} else if bytes.ContainsAny(num, "eE") && !finite(num) { // 32 digits without an exponent are finite
 				return invalidRequest("%s: number %s is too large (at most %d characters, within float64)", pathOf(stack), num, maxNumberLen)
 			}
 			afterValue()
@@ -97,36 +102,39 @@ func checkStructure(body []byte) error {
 // frame is an object or array checkStructure is inside.
 type frame struct {
 	object  bool
-	wantKey bool   // object: the next string is a key
-	key     string // object: the current key
-	index   int    // array: the current index
-	keys    []string
+	wantKey bool                // object: the next string is a key
+	key     []byte              // object: the current key, decoded
+	index   int                 // array: the current index
+	keys    int                 // object: where its keys start in checkStructure's list
 	set     map[string]struct{} // keys, once there are many
 }
 
-// seen reports whether key was seen before in the object, and records it.
-func (f *frame) seen(key []byte) bool {
+// seen reports whether key was seen before in the object, and records it:
+// in keys, the list of the open objects' keys, while the object has at
+// most 16; in a set of its own past that. It returns keys updated.
+func (f *frame) seen(keys [][]byte, key []byte) ([][]byte, bool) {
 	const linear = 16
 	if f.set == nil {
-		for _, k := range f.keys {
-			if k == string(key) {
-				return true
+		mine := keys[f.keys:]
+		for _, k := range mine {
+			if bytes.Equal(k, key) {
+				return keys, true
 			}
 		}
-		if len(f.keys) < linear {
-			f.keys = append(f.keys, string(key))
-			return false
+		if len(mine) < linear {
+			return append(keys, key), false
 		}
 		f.set = make(map[string]struct{}, 2*linear)
-		for _, k := range f.keys {
-			f.set[k] = struct{}{}
+		for _, k := range mine {
+			f.set[string(k)] = struct{}{}
 		}
+		keys = keys[:f.keys]
 	}
 	if _, ok := f.set[string(key)]; ok {
-		return true
+		return keys, true
 	}
 	f.set[string(key)] = struct{}{}
-	return false
+	return keys, false
 }
 
 // pathOf names the value the innermost frame is at: token, action.amount,
@@ -137,12 +145,18 @@ func pathOf(stack []frame) string {
 	for _, f := range stack {
 		if f.object {
 			b.WriteString(".")
-			b.WriteString(f.key)
+			b.Write(f.key)
 		} else {
 			fmt.Fprintf(&b, "[%d]", f.index)
 		}
 	}
 	return strings.TrimPrefix(b.String(), "body.")
+}
+
+// finite reports whether num, a JSON number, is within float64.
+func finite(num []byte) bool {
+	f, err := strconv.ParseFloat(string(num), 64)
+	return err == nil && !math.IsInf(f, 0)
 }
 
 // stringEnd returns the index just past the string starting at body[i],

@@ -12,12 +12,40 @@ import (
 // RequestIDHeader carries a request's ID in and out.
 const RequestIDHeader = "X-Request-ID"
 
-type requestIDKey struct{}
+// requestInfo is what the middlewares learn about a request: its ID
+// (requestID) and the name of the caller's key (authenticate). One value in
+// the request's context holds both: each context value costs the request a
+// copy of its *http.Request.
+type requestInfo struct {
+	id      string
+	keyName string
+}
+
+type requestInfoKey struct{}
+
+// infoOf returns the requestInfo of ctx, nil outside a request.
+func infoOf(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
+	return info
+}
+
+// withInfo returns c's requestInfo, adding one to its request's context
+// when it has none yet. Only c's own goroutine writes it.
+func withInfo(c *gin.Context) *requestInfo {
+	info := infoOf(c.Request.Context())
+	if info == nil {
+		info = &requestInfo{}
+		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), requestInfoKey{}, info))
+	}
+	return info
+}
 
 // RequestID returns the ID of the request ctx belongs to, "" outside one.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if info := infoOf(ctx); info != nil {
+		return info.id
+	}
+	return ""
 }
 
 // validRequestID accepts 1 to 128 printable ASCII characters without spaces:
@@ -35,7 +63,7 @@ func requestID(c *gin.Context) {
 		id = uuid.Must(uuid.NewV7()).String()
 	}
 	c.Header(RequestIDHeader, id)
-	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), requestIDKey{}, id))
+	withInfo(c).id = id
 	c.Next()
 }
 
