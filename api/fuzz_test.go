@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"testing"
 )
@@ -107,6 +108,26 @@ func FuzzCheckStructure(f *testing.F) {
 		got, want := checkStructure(body), checkStructureReference(body)
 		if (got == nil) != (want == nil) || (got != nil && got.Error() != want.Error()) {
 			t.Fatalf("checkStructure(%s) = %v, the reference says %v", body, got, want)
+		}
+	})
+}
+
+// FuzzDecodeValid holds the request path's decoder to encoding/json's, with
+// numbers as json.Number, on every valid JSON document.
+func FuzzDecodeValid(f *testing.F) {
+	seed(f, "testdata/requests/*.json")
+	f.Add([]byte(` [1, -2.5e+3, "a\"b\\u00e9\ud83d\ude00", true, false, null, {}, [], {"x": []}] `))
+	f.Add([]byte(`{"a": 1, "a": {"b": 2}}`))
+	f.Add([]byte("\"caf\xc3\xa9 \xff\xfe invalid utf-8\""))
+	f.Add([]byte(`{"type":"checkout","amount":0.1e-7,"currency":"€","nested":{"deep":[[{"k":"\t"}]]}}`))
+	f.Add([]byte(`-0`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !json.Valid(body) {
+			return
+		}
+		got, want := decodeValid(body), decodeJSON(body)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("decodeValid(%q) = %#v, encoding/json gives %#v", body, got, want)
 		}
 	})
 }

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/verdict-engine/verdict/engine"
 )
@@ -55,7 +55,14 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (map[stri
 	if r.ContentLength > limit {
 		return nil, tooLarge()
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	buf := bodyBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= maxPooledBody {
+			bodyBuffers.Put(buf)
+		}
+	}()
+	body, err := readBody(http.MaxBytesReader(w, r.Body, limit), (*buf)[:0])
+	*buf = body
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, tooLarge()
@@ -69,15 +76,21 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (map[stri
 		}
 		return nil, &apiError{http.StatusBadRequest, "invalid_json", "request body is not valid JSON: " + syntax.Error()}
 	}
-	fields, ok := decodeJSON(body).(map[string]any)
-	if !ok {
+	if body = bytes.TrimLeft(body, " \t\r\n"); body[0] != '{' {
 		return nil, invalidRequest("request body must be a JSON object")
 	}
 	if err := checkStructure(body); err != nil {
 		return nil, err
 	}
-	return fields, nil
+	return decodeValid(body).(map[string]any), nil
 }
+
+// bodyBuffers holds the buffers request bodies are read into: nothing
+// decoded from a body refers to it (strings and numbers are copied).
+var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledBody is the largest body buffer kept for reuse.
+const maxPooledBody = 16 << 10
 
 // decodeJSON decodes the first JSON value in b with numbers kept exact
 // (json.Number): amounts reach policies exactly as sent. It returns nil
