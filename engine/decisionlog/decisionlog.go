@@ -159,6 +159,7 @@ type Logger struct {
 	queue   chan Record
 	out     *bufio.Writer
 	enc     *json.Encoder // writes to out
+	line    []byte        // the line appendEntry builds, reused
 	closers []io.Closer
 	dropped atomic.Uint64
 	written atomic.Uint64
@@ -266,7 +267,8 @@ func (l *Logger) run() {
 	}
 }
 
-// write writes r as one JSON line: encoded straight into the buffer, or,
+// write writes r as one JSON line: built by appendEntry, or by
+// encoding/json when the line holds what appendEntry leaves to it, or,
 // with masks, through a generic document the masks edit.
 func (l *Logger) write(r Record) error {
 	d := r.Decision
@@ -304,7 +306,13 @@ func (l *Logger) write(r Record) error {
 		}
 	}
 	if len(l.masks) == 0 {
-		return l.enc.Encode(e) // one Write of the whole line, newline included
+		line, ok := appendEntry(l.line[:0], &e)
+		if !ok {
+			return l.enc.Encode(e) // one Write of the whole line, newline included
+		}
+		l.line = line
+		_, err := l.out.Write(line)
+		return err
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
