@@ -268,15 +268,21 @@ func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 		return Decision{}, ctx.Err()
 	}
 	set := e.live.Current()
-	evalCtx, cancel := context.WithTimeout(ctx, e.evalTimeout)
 	var d Decision
 	var err error
+	fixed := false
 	if e.staging {
-		d, err = set.evalStaged(evalCtx, req, dp, e.memo)
-	} else {
-		d, err = set.Eval(evalCtx, req, dp)
+		d, fixed = set.fixedAnswer(dp) // nothing to evaluate, nothing to time
 	}
-	cancel()
+	if !fixed {
+		evalCtx, cancel := context.WithTimeout(ctx, e.evalTimeout)
+		if e.staging {
+			d, err = set.evalStaged(evalCtx, req, dp, e.memo)
+		} else {
+			d, err = set.Eval(evalCtx, req, dp)
+		}
+		cancel()
+	}
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 			return Decision{}, fmt.Errorf("%w: revision %s: evaluation exceeded %v", ErrPolicy, set.revision, e.evalTimeout)
@@ -336,6 +342,19 @@ func (p *PolicySet) evalStaged(ctx context.Context, req Request, dp Datapoints, 
 	return st.eval(ctx, req, dp)
 }
 
+// fixedAnswer returns the answer of a payload staged on p whose answer
+// does not depend on the request (StageConstant), as evalStaged would.
+func (p *PolicySet) fixedAnswer(dp Datapoints) (Decision, bool) {
+	if dp.Payload == nil || dp.Origin != OriginCache {
+		return Decision{}, false
+	}
+	st := dp.Payload.stage.cur.Load()
+	if st == nil || st.set != p || st.kind != StageConstant {
+		return Decision{}, false
+	}
+	return st.constant(dp), true
+}
+
 // stageTimeout bounds partial evaluation of one payload. It does not count
 // against the request's evaluation timeout; past it the payload keeps full
 // evaluation.
@@ -351,12 +370,17 @@ func (p *PolicySet) stage(ctx context.Context, dp Datapoints, memo bool) *staged
 func (st *staged) eval(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
 	switch st.kind {
 	case StageConstant:
-		return st.set.decision(st.decision, st.reasons, StageConstant, dp, 0), nil
+		return st.constant(dp), nil
 	case StageResidual:
 		return st.evalResidual(ctx, req, dp)
 	default:
 		return st.set.eval(ctx, req, dp, nil)
 	}
+}
+
+// constant is the fixed answer of a StageConstant payload.
+func (st *staged) constant(dp Datapoints) Decision {
+	return st.set.decision(st.decision, st.reasons, StageConstant, dp, 0)
 }
 
 // evalQuery evaluates q, the decision query or a residual of it, which binds

@@ -588,11 +588,14 @@ func TestEvalTimeout(t *testing.T) {
 func TestDecideStages(t *testing.T) {
 	ctx := context.Background()
 	for _, tt := range []struct {
+		token     string
 		noStaging bool
 		want      []engine.StageKind
 	}{
-		{false, []engine.StageKind{engine.StageFull, engine.StageFull, engine.StageResidual, engine.StageResidual}},
-		{true, []engine.StageKind{engine.StageFull, engine.StageFull, engine.StageFull, engine.StageFull}},
+		{"demo-tor", false, []engine.StageKind{engine.StageFull, engine.StageFull, engine.StageResidual, engine.StageResidual}},
+		{"demo-tor", true, []engine.StageKind{engine.StageFull, engine.StageFull, engine.StageFull, engine.StageFull}},
+		{"demo-bot", false, []engine.StageKind{engine.StageFull, engine.StageFull, engine.StageConstant, engine.StageConstant}},
+		{"demo-bot", true, []engine.StageKind{engine.StageFull, engine.StageFull, engine.StageFull, engine.StageFull}},
 	} {
 		src := realSource(t)
 		e, err := engine.New(ctx, engine.Config{Policies: policies.FS(), Source: src, CaseSource: src, NoStaging: tt.noStaging})
@@ -600,16 +603,24 @@ func TestDecideStages(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got []engine.StageKind
-		for range tt.want {
-			d, err := e.Decide(ctx, engine.Request{Token: "demo-tor", Action: map[string]any{"type": "signup"}})
+		var first engine.Decision
+		for i := range tt.want {
+			d, err := e.Decide(ctx, engine.Request{Token: tt.token, Action: map[string]any{"type": "signup"}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			src.Wait()
 			got = append(got, d.Stage)
+			if i == 0 {
+				first = d
+			} else if d.Decision != first.Decision || !slices.Equal(d.Reasons, first.Reasons) || d.FingerprintID != first.FingerprintID ||
+				d.Revision != first.Revision || d.Origin != engine.OriginCache || d.Payload == nil || d.ID == first.ID {
+				t.Errorf("%s, NoStaging %v, decision %d (%s): %+v, want the first decision's answer from the cache, with an ID of its own: %+v",
+					tt.token, tt.noStaging, i+1, d.Stage, d, first)
+			}
 		}
 		if !slices.Equal(got, tt.want) {
-			t.Errorf("NoStaging %v: stages %v, want %v", tt.noStaging, got, tt.want)
+			t.Errorf("%s, NoStaging %v: stages %v, want %v", tt.token, tt.noStaging, got, tt.want)
 		}
 		e.Close()
 	}
