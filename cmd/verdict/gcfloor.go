@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -37,6 +38,24 @@ type heapFloor struct {
 	mu      sync.Mutex
 	stopped bool
 	sample  []metrics.Sample
+}
+
+// applyHeapFloor starts the heap floor --gc-heap-floor asks for (floor
+// bytes; 0 for none) unless GOGC is set, and logs what it did. Stop what
+// it returns (nil when no floor started) when serve ends.
+func applyHeapFloor(log *slog.Logger, floor uint64, getenv func(string) string) *heapFloor {
+	switch gogc := getenv("GOGC"); {
+	case floor == 0:
+		return nil
+	case gogc != "":
+		log.Info("GOGC is set: the GC heap floor is off", "GOGC", gogc)
+		return nil
+	}
+	h := startHeapFloor(floor, 100)
+	if h != nil {
+		log.Info("GC heap floor", "bytes", floor)
+	}
+	return h
 }
 
 // floorActive is set while a heapFloor runs: GOGC is the process's, so

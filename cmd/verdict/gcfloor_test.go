@@ -1,8 +1,10 @@
 package main
 
 import (
+	"log/slog"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,5 +78,41 @@ func TestHeapFloor(t *testing.T) {
 		t.Error("no floor starts after the previous one stopped")
 	} else {
 		again.stop()
+	}
+}
+
+func TestApplyHeapFloor(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		floor     uint64
+		gogc      string
+		wantFloor bool
+		wantLog   string
+	}{
+		{"off", 0, "", false, ""},
+		{"GOGC set", 64 << 20, "200", false, `"msg":"GOGC is set: the GC heap floor is off","GOGC":"200"`},
+		{"on", 64 << 20, "", true, `"msg":"GC heap floor","bytes":67108864`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			log := slog.New(slog.NewJSONHandler(&logs, nil))
+			h := applyHeapFloor(log, tc.floor, func(name string) string {
+				if name == "GOGC" {
+					return tc.gogc
+				}
+				return ""
+			})
+			running := floorActive.Load()
+			h.stop()
+			if (h != nil) != tc.wantFloor || running != tc.wantFloor {
+				t.Errorf("floor started: %v (running %v), want %v", h != nil, running, tc.wantFloor)
+			}
+			if floorActive.Load() {
+				t.Error("a floor still runs after stop")
+			}
+			if got := logs.String(); !strings.Contains(got, tc.wantLog) || (tc.wantLog == "") != (got == "") {
+				t.Errorf("logged %q, want a line with %q", got, tc.wantLog)
+			}
+		})
 	}
 }

@@ -337,13 +337,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logOut := newLogWriter(stderr)
 	defer func() { _ = logOut.Close() }()
 	log := slog.New(flushingHandler{api.LogHandler(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.logLevel.Level})), logOut})
-	switch gogc := getenv("GOGC"); {
-	case cfg.gcHeapFloor == 0:
-	case gogc != "":
-		log.Info("GOGC is set: the GC heap floor is off", "GOGC", gogc)
-	default:
-		defer startHeapFloor(uint64(cfg.gcHeapFloor), 100).stop() // #nosec G115 -- a size flag: 1 MiB to 1 TiB
-	}
+	defer applyHeapFloor(log, uint64(cfg.gcHeapFloor), getenv).stop() // #nosec G115 -- a size flag: 0 or 1 MiB to 1 TiB
 
 	if cfg.demo {
 		fake := csidetest.NewServer()
