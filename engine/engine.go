@@ -370,7 +370,7 @@ func (p *PolicySet) stage(ctx context.Context, dp Datapoints, memo bool) *staged
 func (st *staged) eval(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
 	switch st.kind {
 	case StageConstant:
-		return st.constant(dp), nil
+		return st.set.decision(st.decision, st.reasons, StageConstant, dp, 0), nil // not through constant: a copy of Decision less
 	case StageResidual:
 		return st.evalResidual(ctx, req, dp)
 	default:
