@@ -4,7 +4,8 @@
 //	harness fake ADDR LATENCY     the fake cside (csidetest) on ADDR, every answer delayed by LATENCY
 //	harness opa-input TOKEN       prints the OPA input (action, datapoints, upstream) for a demo token
 //	harness pace URL RATE DURATION  sends /decide requests at a fixed RATE (per second, open loop) and
-//	                              prints "p50 p99 p999 errors" in ms; VERDICT_KEY, if set, is the API key
+//	                              prints "p50 p99 p999 errors" in ms; VERDICT_KEY, if set, is the API key;
+//	                              PACE_BURSTS=1 also lists on stderr when the slowest 1 % were due
 package main
 
 import (
@@ -130,40 +131,63 @@ func pace(rawURL string, rate int, d time.Duration, key string) error {
 	interval := time.Duration(float64(time.Second) * conns / float64(rate))
 	perConn := int(d / interval)
 	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-		errs      int
-		maxLag    time.Duration
-		wg        sync.WaitGroup
+		mu      sync.Mutex
+		samples []sample
+		errs    int
+		maxLag  time.Duration
+		wg      sync.WaitGroup
 	)
 	start := time.Now()
 	for c := range conns {
 		wg.Go(func() {
-			lat, lag, failed := paceConn(u, key, tokens, start.Add(time.Duration(c)*interval/conns), interval, perConn, c)
+			got, lag, failed := paceConn(u, key, tokens, start, start.Add(time.Duration(c)*interval/conns), interval, perConn, c)
 			mu.Lock()
 			defer mu.Unlock()
-			latencies = append(latencies, lat...)
+			samples = append(samples, got...)
 			errs += failed
 			maxLag = max(maxLag, lag)
 		})
 	}
 	wg.Wait()
-	if len(latencies) == 0 {
+	if len(samples) == 0 {
 		return fmt.Errorf("pace: every request failed")
 	}
-	slices.Sort(latencies)
+	slices.SortFunc(samples, func(a, b sample) int { return int(a.lat - b.lat) })
 	at := func(q float64) string {
-		return fmt.Sprintf("%.2fms", float64(latencies[int(q*float64(len(latencies)-1))])/1e6)
+		return fmt.Sprintf("%.2fms", float64(samples[int(q*float64(len(samples)-1))].lat)/1e6)
 	}
 	fmt.Println(at(0.50), at(0.99), at(0.999), errs, fmt.Sprintf("%.1fms", float64(maxLag)/1e6))
+	if os.Getenv("PACE_BURSTS") != "" {
+		printBursts(os.Stderr, samples[int(0.99*float64(len(samples)-1)):])
+	}
 	return nil
 }
 
+// sample is one answered request: when it was due, from the start of the
+// run, and its latency.
+type sample struct{ due, lat time.Duration }
+
+// printBursts lists the slow requests by when they were due, grouping those
+// less than 20 ms apart: a server that stalls shows as bursts in which every
+// connection waited at once (the GC's mark phases, in docs/benchmarks.md),
+// a slow request path as slow requests spread over the run.
+func printBursts(w io.Writer, slow []sample) {
+	slices.SortFunc(slow, func(a, b sample) int { return int(a.due - b.due) })
+	for i := 0; i < len(slow); {
+		j, worst := i, time.Duration(0)
+		for ; j < len(slow) && slow[j].due-slow[max(j-1, i)].due < 20*time.Millisecond; j++ {
+			worst = max(worst, slow[j].lat)
+		}
+		fmt.Fprintf(w, "at %7.3fs: %3d slow requests, the worst %.1fms\n", slow[i].due.Seconds(), j-i, float64(worst)/1e6)
+		i = j
+	}
+}
+
 // paceConn sends n requests on one connection, one every interval from
-// first, and returns their latencies, its largest lag and its failures.
-func paceConn(u *url.URL, key string, tokens []string, first time.Time, interval time.Duration, n, offset int) ([]time.Duration, time.Duration, int) {
+// first, and returns their samples, its largest lag and its failures.
+func paceConn(u *url.URL, key string, tokens []string, start, first time.Time, interval time.Duration, n, offset int) ([]sample, time.Duration, int) {
 	var (
-		lat    = make([]time.Duration, 0, n)
+		got    = make([]sample, 0, n)
 		done   time.Time // when the previous answer came back
 		lag    time.Duration
 		failed int
@@ -220,7 +244,7 @@ func paceConn(u *url.URL, key string, tokens []string, first time.Time, interval
 			failed++
 			continue
 		}
-		lat = append(lat, done.Sub(from))
+		got = append(got, sample{due.Sub(start), done.Sub(from)})
 	}
-	return lat, lag, failed
+	return got, lag, failed
 }
