@@ -27,9 +27,11 @@ const maxGCPercent = 10_000
 // fills memory is collected as usual. GOMEMLIMIT still bounds everything.
 //
 // It reads the live heap from runtime/metrics (/gc/heap/live:bytes, what
-// the last cycle marked). gctuner (bytedance/gopkg) does the same job but
-// reads HeapInuse, which right after a cycle still counts spans the
-// sweeper has not freed, and so settles on a lower GOGC than intended.
+// the last cycle marked), which does not stop the world. gctuner
+// (bytedance/gopkg) does the same job with runtime.ReadMemStats, which
+// does, and with HeapInuse, which right after a cycle can still count
+// spans the sweeper has not freed yet (not measured here: the reason the
+// floor reads the runtime's own figure for the live heap instead).
 type heapFloor struct {
 	floor uint64
 	base  int
