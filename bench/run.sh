@@ -7,8 +7,8 @@
 #   4. the same with --staging=false (every decision evaluated in full),
 #   5. the same with --decision-memo,
 #   6. Verdict with a cold cache against a fake cside answering in 20 ms (every request a miss).
-# Prints one table: req/s, p50, p99, and Verdict's ratios to OPA and to the ceiling, then the paced
-# latencies.
+# Prints one table: req/s, p50, p99, Verdict's ratios to OPA and to the ceiling, and each server's CPU
+# time per request (from /proc, so Linux only) with OPA's divided by it; then the paced latencies.
 # Installs what it needs: wrk (Debian) and opa v1.22.3 (go install).
 #
 #   bench/run.sh [duration] [connections] [rounds]     (defaults: 10s 16 1)
@@ -49,27 +49,40 @@ wait_up() {
 	exit 1
 }
 
-# run NAME URL SCRIPT: drives one server once, appends its numbers to $work/NAME.
+# cpu_ticks PID: the CPU time (user + system, in clock ticks) the process has used.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks_per_s=$(getconf CLK_TCK)
+declare -A pid_of # server name -> its process, whose CPU time run measures
+
+# run NAME URL SCRIPT: drives one server once, appends its numbers to $work/NAME:
+# req/s, p50, p99, non-2xx, and the server's CPU time per request in µs (wrk
+# shares the cores, so req/s depends on wrk's share; CPU per request does not).
 run() {
 	echo "running $1 ($duration, $conns connections)" >&2
+	local before after
+	before=$(cpu_ticks "${pid_of[$1]}")
 	wrk -t1 -c"$conns" -d"$duration" --latency -s "$3" "$2" >"$work/$1.out"
-	awk -v name="$1" '
+	after=$(cpu_ticks "${pid_of[$1]}")
+	awk -v name="$1" -v ticks=$((after - before)) -v hz="$ticks_per_s" '
+		/requests in/ { n = $1 }
 		/Requests\/sec/ { rps = $2 }
 		/^ +50%/ { p50 = $2 }
 		/^ +99%/ { p99 = $2 }
 		/Non-2xx/ { bad = $NF }
-		END { printf "%s %s %s %s %s\n", name, rps, p50, p99, (bad == "" ? 0 : bad) }' "$work/$1.out" >>"$work/$1"
+		END { printf "%s %s %s %s %s %.1f\n", name, rps, p50, p99, (bad == "" ? 0 : bad), (n > 0 ? ticks * 1e6 / hz / n : 0) }' "$work/$1.out" >>"$work/$1"
 }
 
 # Start every server first, then drive them in turn, ROUNDS times: rows
 # measured far apart would see the shared machine in different moods.
 "$work/bin/harness" noop 127.0.0.1:18301 & pids+=($!)
+pid_of[ceiling]=$!
 wait_up http://127.0.0.1:18301/
 
 mkdir "$work/opa-policies"
 cp policies/*.rego policies/data.json bench/opa/result.rego "$work/opa-policies/"
 "$work/bin/harness" opa-input demo-vpn >"$work/opa-input.json"
 "$work/bin/opa" run --server --addr 127.0.0.1:18302 --log-level error "$work/opa-policies" & pids+=($!)
+pid_of[opa]=$!
 wait_up http://127.0.0.1:18302/health
 curl -fs -XPOST http://127.0.0.1:18302/v1/data/verdict/result -d @"$work/opa-input.json" | grep -q '"decision"' \
 	|| { echo "FAILED: OPA does not decide" >&2; exit 1; }
@@ -87,6 +100,7 @@ verdict() {
 	"$work/bin/verdict" serve --demo --addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin" \
 		--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
 		--decision-log "$work/$name-decisions.log" --log-level info "$@" 2>"$work/$name.log" & pids+=($!)
+	pid_of[$name]=$!
 	wait_up "http://127.0.0.1:$port/healthz"
 	for t in demo-vpn demo-human demo-bot demo-tor demo-tamper; do
 		for _ in 1 2 3; do # a token is staged from its second decision from the cache on
@@ -104,6 +118,7 @@ verdict verdict-memo 18309 18310 --decision-memo
 wait_up http://127.0.0.1:18304/
 "$work/bin/verdict" serve --addr 127.0.0.1:18305 --admin-addr off --insecure-no-auth --log-level error \
 	--cside-url http://127.0.0.1:18304 2>"$work/verdict-cold.log" & pids+=($!)
+pid_of[verdict-cold]=$!
 wait_up http://127.0.0.1:18305/healthz
 
 for round in $(seq "$rounds"); do
@@ -124,18 +139,23 @@ read -r half_p50 half_p99 half_p999 half_errs half_lag < <("$work/bin/harness" p
 echo "pacing the ceiling server at the same rate: the machine's own tail" >&2
 read -r noop_p50 noop_p99 noop_p999 noop_errs noop_lag < <("$work/bin/harness" pace http://127.0.0.1:18301/decide "$half" "$duration")
 
+# cpu NAME: the mean CPU time per request, in µs, over the rounds.
+cpu() { awk '{ s += $6 } END { printf "%.1f", s / NR }' "$work/$1"; }
 opa_rps=$(mean opa)
+opa_cpu=$(cpu opa)
 ceiling_rps=$(mean ceiling)
-printf "\n%-16s %10s %19s %10s %10s %8s %10s %10s\n" server "req/s" "(min-max)" p50 p99 non-2xx "vs OPA" "vs ceiling"
+printf "\n%-16s %10s %19s %10s %10s %8s %10s %10s %12s %12s\n" server "req/s" "(min-max)" p50 p99 non-2xx "vs OPA" "vs ceiling" "CPU µs/req" "OPA's CPU /"
 for n in ceiling opa verdict-warm verdict-nostage verdict-memo verdict-cold; do
 	read -r name _ p50 p99 _ < <(tail -n 1 "$work/$n")
 	rps=$(mean "$n")
 	range=$(awk '{ if (NR == 1 || $2 < lo) lo = $2; if ($2 > hi) hi = $2 } END { printf "%.0f-%.0f", lo, hi }' "$work/$n")
 	bad=$(awk '{ s += $5 } END { print s }' "$work/$n")
-	printf "%-16s %10.0f %19s %10s %10s %8s %9.2fx %9.0f%%\n" "$name" "$rps" "($range)" "$p50" "$p99" "$bad" \
-		"$(awk -v a="$rps" -v b="$opa_rps" 'BEGIN{print a/b}')" "$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN{print 100*a/b}')"
+	printf "%-16s %10.0f %19s %10s %10s %8s %9.2fx %9.0f%% %12s %11.2fx\n" "$name" "$rps" "($range)" "$p50" "$p99" "$bad" \
+		"$(awk -v a="$rps" -v b="$opa_rps" 'BEGIN{print a/b}')" "$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN{print 100*a/b}')" \
+		"$(cpu "$n")" "$(awk -v a="$opa_cpu" -v b="$(cpu "$n")" 'BEGIN{print (b > 0 ? a/b : 0)}')"
 done
-printf "\n(means over %s round(s) of %s each, rows taken in turn; p50 and p99 from the last round)\n" "$rounds" "$duration"
+printf "\n(means over %s round(s) of %s each, rows taken in turn; p50 and p99 from the last round;\n" "$rounds" "$duration"
+printf " CPU µs/req: the server process's own CPU time per request, which wrk's share of the cores does not move)\n"
 printf "verdict-warm at half its saturation rate (%s req/s, open loop): p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
 	"$half" "$half_p50" "$half_p99" "$half_p999" "$half_errs" "$half_lag"
 printf "ceiling server at the same rate:                          p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
