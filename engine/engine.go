@@ -261,33 +261,16 @@ func (e *Engine) Reload(ctx context.Context) ReloadReport {
 // wrap ErrPolicy, or are the context's error.
 func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	dp := e.source.Datapoints(ctx, req.Token)
-	select {
-	case e.evalSlots <- struct{}{}:
-		defer func() { <-e.evalSlots }()
-	case <-ctx.Done():
-		return Decision{}, ctx.Err()
-	}
-	set := e.live.Current()
 	var d Decision
-	var err error
 	fixed := false
 	if e.staging {
-		d, fixed = set.fixedAnswer(dp) // nothing to evaluate, nothing to time
+		d, fixed = e.live.Current().fixedAnswer(dp) // nothing to evaluate: no slot, no timer
 	}
 	if !fixed {
-		evalCtx, cancel := context.WithTimeout(ctx, e.evalTimeout)
-		if e.staging {
-			d, err = set.evalStaged(evalCtx, req, dp, e.memo)
-		} else {
-			d, err = set.Eval(evalCtx, req, dp)
+		var err error
+		if d, err = e.evaluate(ctx, req, dp); err != nil {
+			return Decision{}, err
 		}
-		cancel()
-	}
-	if err != nil {
-		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return Decision{}, fmt.Errorf("%w: revision %s: evaluation exceeded %v", ErrPolicy, set.revision, e.evalTimeout)
-		}
-		return Decision{}, err
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -296,6 +279,34 @@ func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	d.ID = id.String()
 	if e.shadow != nil && !e.shadowByCaller {
 		e.shadow.offer(req, dp, d)
+	}
+	return d, nil
+}
+
+// evaluate evaluates one decision in an evaluation slot (MaxConcurrentEvals)
+// within EvalTimeout.
+func (e *Engine) evaluate(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
+	select {
+	case e.evalSlots <- struct{}{}:
+		defer func() { <-e.evalSlots }()
+	case <-ctx.Done():
+		return Decision{}, ctx.Err()
+	}
+	set := e.live.Current()
+	evalCtx, cancel := context.WithTimeout(ctx, e.evalTimeout)
+	defer cancel()
+	var d Decision
+	var err error
+	if e.staging {
+		d, err = set.evalStaged(evalCtx, req, dp, e.memo)
+	} else {
+		d, err = set.Eval(evalCtx, req, dp)
+	}
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return Decision{}, fmt.Errorf("%w: revision %s: evaluation exceeded %v", ErrPolicy, set.revision, e.evalTimeout)
+		}
+		return Decision{}, err
 	}
 	return d, nil
 }
