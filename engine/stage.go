@@ -265,6 +265,7 @@ func (s *stager) prepare(body ast.Body) *query {
 	if err != nil {
 		return nil
 	}
+	q.uncached = true
 	return q
 }
 
