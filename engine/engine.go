@@ -363,7 +363,7 @@ func (p *PolicySet) fixedAnswer(dp Datapoints) (Decision, bool) {
 	if st == nil || st.set != p || st.kind != StageConstant {
 		return Decision{}, false
 	}
-	return st.constant(dp), true
+	return st.set.decision(st.decision, st.reasons, StageConstant, dp, 0), true
 }
 
 // stageTimeout bounds partial evaluation of one payload. It does not count
@@ -381,17 +381,12 @@ func (p *PolicySet) stage(ctx context.Context, dp Datapoints, memo bool) *staged
 func (st *staged) eval(ctx context.Context, req Request, dp Datapoints) (Decision, error) {
 	switch st.kind {
 	case StageConstant:
-		return st.set.decision(st.decision, st.reasons, StageConstant, dp, 0), nil // not through constant: a copy of Decision less
+		return st.set.decision(st.decision, st.reasons, StageConstant, dp, 0), nil
 	case StageResidual:
 		return st.evalResidual(ctx, req, dp)
 	default:
 		return st.set.eval(ctx, req, dp, nil)
 	}
-}
-
-// constant is the fixed answer of a StageConstant payload.
-func (st *staged) constant(dp Datapoints) Decision {
-	return st.set.decision(st.decision, st.reasons, StageConstant, dp, 0)
 }
 
 // evalQuery evaluates q, the decision query or a residual of it, which binds

@@ -21,10 +21,8 @@ func appendEntry(b []byte, e *Entry) ([]byte, bool) {
 	}
 	ok := true
 	str := func(s string) {
-		if ok = ok && plain(s); ok {
-			b = append(b, '"')
-			b = append(b, s...)
-			b = append(b, '"')
+		if ok {
+			b, ok = appendString(b, s)
 		}
 	}
 	b = append(b, `{"decision_id":`...)
@@ -113,6 +111,17 @@ func appendEntry(b []byte, e *Entry) ([]byte, bool) {
 	return b, ok
 }
 
+// appendString appends s quoted, and reports false (appending nothing)
+// when encoding/json would escape part of it (see plain).
+func appendString(b []byte, s string) ([]byte, bool) {
+	if !plain(s) {
+		return b, false
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), true
+}
+
 // plain reports whether encoding/json writes s as it is between quotes:
 // printable ASCII other than '"', '\\' and the HTML characters it escapes
 // (<, >, &).
@@ -145,12 +154,7 @@ func appendValue(b []byte, v any) ([]byte, bool) {
 	case bool:
 		return strconv.AppendBool(b, x), true
 	case string:
-		if !plain(x) {
-			return b, false
-		}
-		b = append(b, '"')
-		b = append(b, x...)
-		return append(b, '"'), true
+		return appendString(b, x)
 	case json.Number:
 		if !validNumber(string(x)) {
 			return b, false
@@ -181,13 +185,11 @@ func appendValue(b []byte, v any) ([]byte, bool) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			if !plain(k) {
+			var ok bool
+			if b, ok = appendString(b, k); !ok {
 				return b, false
 			}
-			b = append(b, '"')
-			b = append(b, k...)
-			b = append(b, '"', ':')
-			var ok bool
+			b = append(b, ':')
 			if b, ok = appendValue(b, x[k]); !ok {
 				return b, false
 			}
