@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
+
+	"github.com/verdict-engine/verdict/engine"
 )
 
 // seed adds every file matching glob to f's corpus.
@@ -28,17 +31,33 @@ func seed(f *testing.F, glob string) {
 }
 
 // FuzzDecodeDecide feeds arbitrary bodies to the /decide request decoder:
-// it never panics, and what it accepts meets the contract.
+// it never panics, what it accepts meets the contract, and it agrees with
+// the generic path (decodeObject, then each member's parser).
 func FuzzDecodeDecide(f *testing.F) {
 	seed(f, "testdata/requests/*.json")
+	f.Add([]byte(`{"external_ids":{"a":1,"b":"x","c":[]},"token":"t","action":{"type":"login"}}`))
+	f.Add([]byte(`{"to\u006ben":"t","action":{"type":"login"},"external_ids":null,"x":1,"a":2}`))
+	f.Add([]byte(`{"token":"t","action":{"type":"login"},"external_ids":[]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest("POST", "/decide", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		fields, err := readJSONBody(httptest.NewRecorder(), req, DefaultMaxBodyBytes)
+		fields, err := readJSONBody(httptest.NewRecorder(), req, DefaultMaxBodyBytes, decodeDecide)
 		if err != nil {
 			return
 		}
 		r, err := parseDecide(fields)
+		want, wantErr := referenceDecide(decodeObject(bytes.TrimLeft(body, " \t\r\n")))
+		switch {
+		case (err == nil) != (wantErr == nil):
+			t.Fatalf("parseDecide(%s): error %v, the generic path's %v", body, err, wantErr)
+		case err != nil && err.Error() != wantErr.Error() &&
+			// Of several members of external_ids that are not strings,
+			// the generic path names one at random, decodeDecide the first.
+			!(strings.HasPrefix(err.Error(), "external_ids[") && strings.HasPrefix(wantErr.Error(), "external_ids[")):
+			t.Fatalf("parseDecide(%s): error %q, the generic path's %q", body, err, wantErr)
+		case err == nil && !reflect.DeepEqual(r, want):
+			t.Fatalf("parseDecide(%s) = %#v, the generic path gives %#v", body, r, want)
+		}
 		if err != nil {
 			return
 		}
@@ -49,6 +68,27 @@ func FuzzDecodeDecide(f *testing.F) {
 			t.Fatalf("accepted action.type %q", typ)
 		}
 	})
+}
+
+// referenceDecide validates a /decide body decoded as a generic object, as
+// parseDecide validates decodeDecide's fields.
+func referenceDecide(fields map[string]any) (engine.Request, error) {
+	if err := checkFields(fields, decideMembers...); err != nil {
+		return engine.Request{}, err
+	}
+	token, err := parseToken(fields["token"])
+	if err != nil {
+		return engine.Request{}, err
+	}
+	action, err := parseAction(fields["action"])
+	if err != nil {
+		return engine.Request{}, err
+	}
+	ids, err := parseExternalIDs(fields["external_ids"])
+	if err != nil {
+		return engine.Request{}, err
+	}
+	return engine.Request{Token: token, Action: action, ExternalIDs: ids}, nil
 }
 
 // keyError matches every error ParseKeys returns; %s is only ever a key name.

@@ -70,25 +70,59 @@ func isNumberByte(c byte) bool {
 // last value, as encoding/json does (checkStructure rejects them anyway).
 func (d *validDecoder) object() map[string]any {
 	m := make(map[string]any)
+	d.members(func(k string) { m[k] = d.value() })
+	return m
+}
+
+// members reads an object, d.b[d.i] its '{', calling member with each key
+// when d.i is at the key's value, which member must read.
+func (d *validDecoder) members(member func(key string)) {
 	d.i++
 	d.space()
 	if d.b[d.i] == '}' {
 		d.i++
-		return m
+		return
 	}
 	for {
 		d.space()
-		k := d.string()
+		k := d.key()
 		d.space()
 		d.i++ // ':'
-		m[k] = d.value()
+		member(k)
 		d.space()
 		if d.b[d.i] == '}' {
 			d.i++
-			return m
+			return
 		}
 		d.i++ // ','
 	}
+}
+
+// key reads an object's key as string does, without copying the keys of
+// the request contract (the same strings serve every request).
+func (d *validDecoder) key() string {
+	end := stringEnd(d.b, d.i)
+	switch string(d.b[d.i+1 : end-1]) { // compared, not copied
+	case "token":
+		d.i = end
+		return "token"
+	case "action":
+		d.i = end
+		return "action"
+	case "external_ids":
+		d.i = end
+		return "external_ids"
+	case "type":
+		d.i = end
+		return "type"
+	case "amount":
+		d.i = end
+		return "amount"
+	case "currency":
+		d.i = end
+		return "currency"
+	}
+	return d.string()
 }
 
 // array reads an array; d.b[d.i] is its '['. An empty array is an empty,
@@ -142,4 +176,72 @@ func readBody(r io.Reader, buf []byte) ([]byte, error) {
 			return buf, err
 		}
 	}
+}
+
+// decideFields are the members of a /decide body, decoded as decodeValid
+// decodes them, except external_ids: an object of strings is decoded
+// straight into the map the engine takes.
+type decideFields struct {
+	token, action any
+	// ids is external_ids; idsErr says why it is not null or an object of
+	// strings.
+	ids    map[string]string
+	idsErr error
+	// unknown lists the members outside the contract.
+	unknown []string
+}
+
+// decodeDecide decodes a /decide body: valid JSON, an object at the top
+// (readJSONBody checks both). It builds no map for the top level.
+func decodeDecide(body []byte) decideFields {
+	var f decideFields
+	d := validDecoder{b: body}
+	d.space()
+	d.members(func(k string) {
+		switch k {
+		case "token":
+			f.token = d.value()
+		case "action":
+			f.action = d.value()
+		case "external_ids":
+			f.ids, f.idsErr = d.externalIDs()
+		default:
+			f.unknown = append(f.unknown, k)
+			d.value()
+		}
+	})
+	return f
+}
+
+// externalIDs reads the value of external_ids: nil for null, the object
+// when it is one of strings, else an error naming the first member that is
+// not a string.
+func (d *validDecoder) externalIDs() (map[string]string, error) {
+	d.space()
+	switch d.b[d.i] {
+	case 'n':
+		d.i += len("null")
+		return nil, nil
+	case '{':
+	default:
+		d.value()
+		return nil, errExternalIDs
+	}
+	ids := make(map[string]string)
+	var err error
+	d.members(func(k string) {
+		d.space()
+		if d.b[d.i] != '"' {
+			d.value()
+			if err == nil {
+				err = invalidRequest("external_ids[%q] must be a string", k)
+			}
+			return
+		}
+		ids[k] = d.string()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
 }

@@ -41,19 +41,21 @@ func invalidRequest(format string, args ...any) *apiError {
 
 // readJSONBody enforces, in order, the JSON content type (before reading),
 // the body cap (while reading), JSON syntax, a top-level object and the
-// structural limits (checkStructure), and returns the object decoded once,
-// numbers kept exact as json.Number.
-func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (map[string]any, error) {
+// structural limits (checkStructure), and returns the body decoded once by
+// decode (decodeObject, decodeDecide), numbers kept exact as json.Number.
+// decode must copy what it keeps: the body's buffer is reused.
+func readJSONBody[T any](w http.ResponseWriter, r *http.Request, limit int64, decode func(body []byte) T) (T, error) {
+	var zero T
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-		return nil, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+		return zero, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
 			fmt.Sprintf("Content-Type must be application/json, got %q", ct)}
 	}
 	tooLarge := func() error {
 		return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", limit)}
 	}
 	if r.ContentLength > limit {
-		return nil, tooLarge()
+		return zero, tooLarge()
 	}
 	buf := bodyBuffers.Get().(*[]byte)
 	defer func() {
@@ -65,25 +67,29 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (map[stri
 	*buf = body
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, tooLarge()
+			return zero, tooLarge()
 		}
-		return nil, &apiError{http.StatusBadRequest, "invalid_json", "reading request body: " + err.Error()}
+		return zero, &apiError{http.StatusBadRequest, "invalid_json", "reading request body: " + err.Error()}
 	}
 	if !json.Valid(body) {
 		var syntax error = errors.New("empty body")
 		if len(bytes.TrimSpace(body)) > 0 {
 			syntax = json.Unmarshal(body, new(any))
 		}
-		return nil, &apiError{http.StatusBadRequest, "invalid_json", "request body is not valid JSON: " + syntax.Error()}
+		return zero, &apiError{http.StatusBadRequest, "invalid_json", "request body is not valid JSON: " + syntax.Error()}
 	}
 	if body = bytes.TrimLeft(body, " \t\r\n"); body[0] != '{' {
-		return nil, invalidRequest("request body must be a JSON object")
+		return zero, invalidRequest("request body must be a JSON object")
 	}
 	if err := checkStructure(body); err != nil {
-		return nil, err
+		return zero, err
 	}
-	return decodeValid(body).(map[string]any), nil
+	return decode(body), nil
 }
+
+// decodeObject decodes a body whose top level is an object (readJSONBody's
+// checks) with decodeValid.
+func decodeObject(body []byte) map[string]any { return decodeValid(body).(map[string]any) }
 
 // bodyBuffers holds the buffers request bodies are read into: nothing
 // decoded from a body refers to it (strings and numbers are copied).
@@ -114,6 +120,11 @@ func checkFields(fields map[string]any, allowed ...string) error {
 			unknown = append(unknown, k)
 		}
 	}
+	return unknownFields(unknown, allowed)
+}
+
+// unknownFields is the error for the fields outside allowed, nil if none.
+func unknownFields(unknown, allowed []string) error {
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
 		return invalidRequest("unknown field %q; allowed fields: %s", unknown[0], strings.Join(allowed, ", "))
@@ -122,8 +133,7 @@ func checkFields(fields map[string]any, allowed ...string) error {
 }
 
 // parseToken validates the token field.
-func parseToken(fields map[string]any) (string, error) {
-	raw := fields["token"]
+func parseToken(raw any) (string, error) {
 	if raw == nil {
 		return "", invalidRequest("token is required")
 	}
@@ -143,24 +153,27 @@ func parseToken(fields map[string]any) (string, error) {
 	return token, nil
 }
 
-// parseDecide validates a /decide body into an engine request.
-func parseDecide(fields map[string]any) (engine.Request, error) {
-	if err := checkFields(fields, "token", "action", "external_ids"); err != nil {
+// decideMembers are the members of a /decide body.
+var decideMembers = []string{"token", "action", "external_ids"}
+
+// parseDecide validates a /decide body (decodeDecide) into an engine
+// request.
+func parseDecide(f decideFields) (engine.Request, error) {
+	if err := unknownFields(f.unknown, decideMembers); err != nil {
 		return engine.Request{}, err
 	}
-	token, err := parseToken(fields)
+	token, err := parseToken(f.token)
 	if err != nil {
 		return engine.Request{}, err
 	}
-	action, err := parseAction(fields["action"])
+	action, err := parseAction(f.action)
 	if err != nil {
 		return engine.Request{}, err
 	}
-	ids, err := parseExternalIDs(fields["external_ids"])
-	if err != nil {
-		return engine.Request{}, err
+	if f.idsErr != nil {
+		return engine.Request{}, f.idsErr
 	}
-	return engine.Request{Token: token, Action: action, ExternalIDs: ids}, nil
+	return engine.Request{Token: token, Action: action, ExternalIDs: f.ids}, nil
 }
 
 // parseIdentify validates an /identify body and returns its token.
@@ -168,7 +181,7 @@ func parseIdentify(fields map[string]any) (string, error) {
 	if err := checkFields(fields, "token"); err != nil {
 		return "", err
 	}
-	return parseToken(fields)
+	return parseToken(fields["token"])
 }
 
 // ParseAction validates an action object as /decide does (an object with a
@@ -187,7 +200,7 @@ func ParseAction(raw []byte) (map[string]any, error) {
 func ParseExternalIDs(raw []byte) (map[string]string, error) {
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil, invalidRequest("external_ids must be null or an object of strings")
+		return nil, errExternalIDs
 	}
 	return parseExternalIDs(v)
 }
@@ -219,13 +232,16 @@ func parseAction(v any) (map[string]any, error) {
 	return action, nil
 }
 
+// errExternalIDs: external_ids is neither null nor an object.
+var errExternalIDs = invalidRequest("external_ids must be null or an object of strings")
+
 func parseExternalIDs(v any) (map[string]string, error) {
 	if v == nil {
 		return nil, nil
 	}
 	ids, ok := v.(map[string]any)
 	if !ok {
-		return nil, invalidRequest("external_ids must be null or an object of strings")
+		return nil, errExternalIDs
 	}
 	out := make(map[string]string, len(ids))
 	for k, v := range ids {

@@ -172,24 +172,26 @@ type (
 
 var errNotReady = &apiError{http.StatusServiceUnavailable, "not_ready", "no policy set is loaded yet"}
 
-// readRequest reads a JSON request body once a decider is ready; on any
-// problem it writes the error answer and reports false.
-func (s *server) readRequest(c *gin.Context) (map[string]any, bool) {
+// readRequest reads a JSON request body with readJSONBody and decode once a
+// decider is ready; on any problem it writes the error answer and reports
+// false.
+func readRequest[T any](s *server, c *gin.Context, decode func(body []byte) T) (T, bool) {
 	if s.decider == nil {
 		writeError(c, errNotReady)
-		return nil, false
+		var zero T
+		return zero, false
 	}
-	fields, err := readJSONBody(c.Writer, c.Request, s.cfg.MaxBodyBytes)
+	fields, err := readJSONBody(c.Writer, c.Request, s.cfg.MaxBodyBytes, decode)
 	if err != nil {
 		writeError(c, err)
-		return nil, false
+		return fields, false
 	}
 	return fields, true
 }
 
 func (s *server) decide(c *gin.Context) {
 	start := time.Now()
-	fields, ok := s.readRequest(c)
+	fields, ok := readRequest(s, c, decodeDecide)
 	if !ok {
 		return
 	}
@@ -220,7 +222,7 @@ func (s *server) decide(c *gin.Context) {
 }
 
 func (s *server) identify(c *gin.Context) {
-	fields, ok := s.readRequest(c)
+	fields, ok := readRequest(s, c, decodeObject)
 	if !ok {
 		return
 	}
