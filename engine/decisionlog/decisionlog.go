@@ -154,12 +154,19 @@ func Hash(s string) string {
 
 // Logger writes decision lines. It is safe for concurrent use.
 type Logger struct {
-	cfg     Config
-	masks   []jsonpointer.Pointer
-	queue   chan Record
-	out     *bufio.Writer
-	enc     *json.Encoder // writes to out
-	line    []byte        // the line appendEntry builds, reused
+	cfg   Config
+	masks []jsonpointer.Pointer
+	queue chan Record
+	out   *bufio.Writer
+	enc   *json.Encoder // writes to out
+	// Scratch space write reuses from line to line (it runs on the
+	// writer's goroutine alone): the line appendEntry builds, and what the
+	// entry's map and pointers refer to, so that a line allocates nothing
+	// of its own.
+	line    []byte
+	ids     map[string]string
+	fp      string
+	age     int
 	closers []io.Closer
 	dropped atomic.Uint64
 	written atomic.Uint64
@@ -273,34 +280,39 @@ func (l *Logger) run() {
 func (l *Logger) write(r Record) error {
 	d := r.Decision
 	e := Entry{
-		DecisionID:  d.ID,
-		Timestamp:   r.At.UTC(),
-		RequestID:   r.RequestID,
-		Key:         r.KeyName,
-		Action:      r.Request.Action,
-		ExternalIDs: make(map[string]string, len(r.Request.ExternalIDs)),
-		TokenHash:   Hash(r.Request.Token),
-		Datapoints:  Datapoints{Status: d.Status, Source: d.Origin},
-		Decision:    d.Decision,
-		Reasons:     d.Reasons,
-		Policy:      Policy{Revision: d.Revision},
-		Degraded:    d.Degraded,
-		ElapsedMS:   float64(r.Elapsed.Microseconds()) / 1000,
+		DecisionID: d.ID,
+		Timestamp:  r.At.UTC(),
+		RequestID:  r.RequestID,
+		Key:        r.KeyName,
+		Action:     r.Request.Action,
+		TokenHash:  Hash(r.Request.Token),
+		Datapoints: Datapoints{Status: d.Status, Source: d.Origin},
+		Decision:   d.Decision,
+		Reasons:    d.Reasons,
+		Policy:     Policy{Revision: d.Revision},
+		Degraded:   d.Degraded,
+		ElapsedMS:  float64(r.Elapsed.Microseconds()) / 1000,
 	}
+	if l.ids == nil {
+		l.ids = make(map[string]string, len(r.Request.ExternalIDs))
+	}
+	clear(l.ids)
 	for k, v := range r.Request.ExternalIDs {
-		e.ExternalIDs[k] = Hash(v)
+		l.ids[k] = Hash(v)
 	}
+	e.ExternalIDs = l.ids
 	if l.cfg.Shadow != nil {
 		if sd, ok := l.cfg.Shadow(r.Request, d); ok {
 			e.Shadow = &Shadow{Decision: sd.Decision, Reasons: sd.Reasons, Policy: Policy{Revision: sd.Revision}}
 		}
 	}
 	if d.FingerprintID != "" {
-		e.FingerprintID = &d.FingerprintID
+		l.fp = d.FingerprintID
+		e.FingerprintID = &l.fp
 	}
 	if d.Payload != nil {
-		age := int(d.DatapointsAge / time.Second)
-		e.Datapoints.AgeSeconds = &age
+		l.age = int(d.DatapointsAge / time.Second)
+		e.Datapoints.AgeSeconds = &l.age
 		if l.cfg.IncludeDatapoints {
 			e.Datapoints.Payload = d.Payload.Raw()
 		}

@@ -163,6 +163,56 @@ func TestEveryDecisionExactlyOnceWithoutSecrets(t *testing.T) {
 	}
 }
 
+// TestLinesShareNothing: the writer reuses its scratch space from line to
+// line; no line shows what an earlier one held (external IDs, fingerprint,
+// age), on the fast path and on encoding/json's.
+func TestLinesShareNothing(t *testing.T) {
+	set := shipped(t)
+	path := filepath.Join(t.TempDir(), "decisions.jsonl")
+	l, err := decisionlog.New(decisionlog.Config{File: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withIDs := engine.Request{Token: "t1", Action: map[string]any{"type": "login"},
+		ExternalIDs: map[string]string{"email": "jane@example.com", "accountId": "42"}}
+	noIDs := engine.Request{Token: "t2", Action: map[string]any{"type": "login"}}
+	escaped := engine.Request{Token: "t3", Action: map[string]any{"type": "login", "note": "<b>"}, // encoding/json's path
+		ExternalIDs: map[string]string{"phone": "555"}}
+	cached := engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginCache, Payload: payload(t, "demo-vpn"), Age: 42 * time.Second}
+	none := engine.Datapoints{Status: engine.StatusUnavailable, Origin: engine.OriginNone}
+	for i, c := range []struct {
+		req engine.Request
+		dp  engine.Datapoints
+	}{{withIDs, cached}, {noIDs, none}, {escaped, cached}, {noIDs, none}} {
+		l.Log(decisionlog.Record{Decision: decide(t, set, fmt.Sprint(i), c.req, c.dp), Request: c.req, At: time.Now()})
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := readLines(t, path)
+	want := []struct {
+		ids         string
+		fingerprint any
+		age         any
+	}{
+		{`{"accountId":"` + decisionlog.Hash("42") + `","email":"` + decisionlog.Hash("jane@example.com") + `"}`, "fp_VpnUser00000000001", 42.0},
+		{`{}`, nil, nil},
+		{`{"phone":"` + decisionlog.Hash("555") + `"}`, "fp_VpnUser00000000001", 42.0},
+		{`{}`, nil, nil},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d", len(lines), len(want))
+	}
+	for i, w := range want {
+		ids, _ := json.Marshal(lines[i]["external_ids"])
+		dp := lines[i]["datapoints"].(map[string]any)
+		if string(ids) != w.ids || lines[i]["fingerprint_id"] != w.fingerprint || dp["age_seconds"] != w.age {
+			t.Errorf("line %d: external_ids %s, fingerprint_id %v, age_seconds %v; want %s, %v, %v",
+				i, ids, lines[i]["fingerprint_id"], dp["age_seconds"], w.ids, w.fingerprint, w.age)
+		}
+	}
+}
+
 // blockingWriter blocks every write until released.
 type blockingWriter struct{ release chan struct{} }
 
