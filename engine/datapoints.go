@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -92,6 +93,9 @@ type Payload struct {
 	size              int64
 	// stage is how the serving path evaluates decisions on this payload.
 	stage stageCell
+	// upstream is the input.upstream term of its latest decision
+	// (upstreamOf).
+	upstream atomic.Pointer[upstreamTerm]
 }
 
 // ErrInvalidPayload is wrapped by ParsePayload's errors.

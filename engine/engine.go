@@ -455,6 +455,7 @@ var (
 	sourceKey      = ast.StringTerm("source")
 	ageKey         = ast.StringTerm("age_seconds")
 	nullTerm       = ast.NullTerm()
+	emptyObject    = ast.ObjectTerm()
 	statusTerms    = termsOf(StatusOK, StatusNotFound, StatusRejected, StatusUnavailable)
 	originTerms    = termsOf(OriginUpstream, OriginCache, OriginNone, OriginStale)
 )
@@ -481,25 +482,51 @@ func buildInput(req Request, dp Datapoints) (ast.Value, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: converting action: %w", err)
 	}
-	ids := make([][2]*ast.Term, 0, len(req.ExternalIDs))
-	for k, v := range req.ExternalIDs {
-		ids = append(ids, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
+	ids := emptyObject
+	if len(req.ExternalIDs) > 0 {
+		items := make([][2]*ast.Term, 0, len(req.ExternalIDs))
+		for k, v := range req.ExternalIDs {
+			items = append(items, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
+		}
+		ids = ast.ObjectTerm(items...)
 	}
 	datapoints, fingerprint := nullTerm, nullTerm
-	upstream := make([][2]*ast.Term, 2, 3)
-	upstream[0] = ast.Item(statusKey, stringTerm(statusTerms, dp.Status))
-	upstream[1] = ast.Item(sourceKey, stringTerm(originTerms, dp.Origin))
 	if dp.Payload != nil {
 		datapoints, fingerprint = dp.Payload.term, dp.Payload.fingerprint
-		upstream = append(upstream, ast.Item(ageKey, ast.InternedTerm(int(dp.Age/time.Second))))
 	}
 	return ast.NewObject(
 		ast.Item(actionKey, ast.NewTerm(action)),
-		ast.Item(externalIDsKey, ast.ObjectTerm(ids...)),
+		ast.Item(externalIDsKey, ids),
 		ast.Item(datapointsKey, datapoints),
-		ast.Item(upstreamKey, ast.ObjectTerm(upstream...)),
+		ast.Item(upstreamKey, upstreamOf(dp)),
 		ast.Item(fingerprintKey, fingerprint),
 	), nil
+}
+
+// upstreamTerm is input.upstream as built for a payload's decision.
+type upstreamTerm struct {
+	status Status
+	origin Origin
+	age    int
+	term   *ast.Term
+}
+
+// upstreamOf returns input.upstream for dp. A payload keeps the term of its
+// latest decision, which the decisions on it in the same second (same
+// age_seconds) and from the same origin share: terms given to topdown are
+// only read.
+func upstreamOf(dp Datapoints) *ast.Term {
+	status, origin := stringTerm(statusTerms, dp.Status), stringTerm(originTerms, dp.Origin)
+	if dp.Payload == nil {
+		return ast.ObjectTerm(ast.Item(statusKey, status), ast.Item(sourceKey, origin))
+	}
+	age := int(dp.Age / time.Second)
+	if u := dp.Payload.upstream.Load(); u != nil && u.age == age && u.status == dp.Status && u.origin == dp.Origin {
+		return u.term
+	}
+	t := ast.ObjectTerm(ast.Item(statusKey, status), ast.Item(sourceKey, origin), ast.Item(ageKey, ast.InternedTerm(age)))
+	dp.Payload.upstream.Store(&upstreamTerm{dp.Status, dp.Origin, age, t})
+	return t
 }
 
 func validEffect(s string) bool { return s == Allow || s == Challenge || s == Deny }

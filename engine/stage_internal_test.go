@@ -429,3 +429,37 @@ func TestValueAt(t *testing.T) {
 		t.Error("age_seconds is defined without a payload")
 	}
 }
+
+// TestUpstreamOf: a payload's decisions share input.upstream only while
+// its status, origin and age in seconds are the same.
+func TestUpstreamOf(t *testing.T) {
+	dp := cachedPayload(t, "demo-vpn")
+	steps := []struct {
+		status Status
+		origin Origin
+		age    time.Duration
+		want   string
+	}{
+		{StatusOK, OriginUpstream, 0, `{"age_seconds": 0, "source": "upstream", "status": "ok"}`},
+		{StatusOK, OriginCache, 1500 * time.Millisecond, `{"age_seconds": 1, "source": "cache", "status": "ok"}`},
+		{StatusOK, OriginCache, 1900 * time.Millisecond, `{"age_seconds": 1, "source": "cache", "status": "ok"}`},
+		{StatusOK, OriginCache, 2 * time.Second, `{"age_seconds": 2, "source": "cache", "status": "ok"}`},
+		{StatusOK, OriginStale, 2 * time.Second, `{"age_seconds": 2, "source": "stale", "status": "ok"}`},
+		{StatusUnavailable, OriginStale, 2 * time.Second, `{"age_seconds": 2, "source": "stale", "status": "unavailable"}`},
+	}
+	var prev *ast.Term
+	for i, s := range steps {
+		dp.Status, dp.Origin, dp.Age = s.status, s.origin, s.age
+		got := upstreamOf(dp)
+		if got.String() != s.want {
+			t.Errorf("step %d: input.upstream = %v, want %s", i, got, s.want)
+		}
+		if shared := got == prev; shared != (i == 2) {
+			t.Errorf("step %d: shared the previous term: %v, want %v", i, shared, i == 2)
+		}
+		prev = got
+	}
+	if got := upstreamOf(Datapoints{Status: StatusNotFound, Origin: OriginUpstream}); got.String() != `{"source": "upstream", "status": "not_found"}` {
+		t.Errorf("without a payload: input.upstream = %v", got)
+	}
+}
