@@ -121,6 +121,10 @@ func noop() http.Handler {
 // When it is late only because the sender's timer woke late, it counts from
 // when it was sent: that delay is the sender's, not the server's. Connections are raw net.Conns with one bufio
 // pair each, so the sender costs little CPU next to the server it measures.
+// Every connection is opened and has answered one request before the
+// schedule starts, as wrk's are: a keep-alive client's first request, and
+// the server's set-up of a new connection, are not the steady state the
+// percentiles describe.
 func pace(rawURL string, rate int, d time.Duration, key string) error {
 	const conns = 16
 	u, err := url.Parse(rawURL)
@@ -130,6 +134,13 @@ func pace(rawURL string, rate int, d time.Duration, key string) error {
 	tokens := []string{"demo-vpn", "demo-human", "demo-bot", "demo-tor", "demo-tamper"}
 	interval := time.Duration(float64(time.Second) * conns / float64(rate))
 	perConn := int(d / interval)
+	clients := make([]*client, conns)
+	for c := range clients {
+		clients[c] = &client{u: u, key: key}
+		if ok, err := clients[c].do(requestBody(tokens, c)); !ok {
+			return fmt.Errorf("pace: connection %d does not answer (%v)", c, err)
+		}
+	}
 	var (
 		mu      sync.Mutex
 		samples []sample
@@ -138,9 +149,9 @@ func pace(rawURL string, rate int, d time.Duration, key string) error {
 		wg      sync.WaitGroup
 	)
 	start := time.Now()
-	for c := range conns {
+	for c, cl := range clients {
 		wg.Go(func() {
-			got, lag, failed := paceConn(u, key, tokens, start, start.Add(time.Duration(c)*interval/conns), interval, perConn, c)
+			got, lag, failed := cl.pace(tokens, start, start.Add(time.Duration(c)*interval/conns), interval, perConn, c)
 			mu.Lock()
 			defer mu.Unlock()
 			samples = append(samples, got...)
@@ -149,6 +160,9 @@ func pace(rawURL string, rate int, d time.Duration, key string) error {
 		})
 	}
 	wg.Wait()
+	for _, cl := range clients {
+		cl.close()
+	}
 	if len(samples) == 0 {
 		return fmt.Errorf("pace: every request failed")
 	}
@@ -183,22 +197,72 @@ func printBursts(w io.Writer, slow []sample) {
 	}
 }
 
-// paceConn sends n requests on one connection, one every interval from
-// first, and returns their samples, its largest lag and its failures.
-func paceConn(u *url.URL, key string, tokens []string, start, first time.Time, interval time.Duration, n, offset int) ([]sample, time.Duration, int) {
+// requestBody is the seq-th request of the mix: the demo tokens in turn, a
+// checkout amount that varies.
+func requestBody(tokens []string, seq int) string {
+	return fmt.Sprintf(`{"token":%q,"action":{"type":"checkout","amount":%d,"currency":"USD"},"external_ids":{"accountId":"1234567890"}}`,
+		tokens[seq%len(tokens)], seq%1000)
+}
+
+// client is one keep-alive connection to the server; it redials after a
+// failure.
+type client struct {
+	u    *url.URL
+	key  string
+	conn net.Conn
+	r    *bufio.Reader
+	// failures counts the failed requests; the first one's status is logged.
+	failures int
+}
+
+// do sends one POST of body and reports whether it was answered 200.
+func (c *client) do(body string) (bool, error) {
+	if c.conn == nil {
+		conn, err := net.Dial("tcp", c.u.Host) // #nosec G704 -- a load generator dials the server its operator names
+		if err != nil {
+			return false, err
+		}
+		c.conn, c.r = conn, bufio.NewReader(conn)
+	}
+	auth := ""
+	if c.key != "" {
+		auth = "Authorization: Bearer " + c.key + "\r\n"
+	}
+	req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s",
+		c.u.RequestURI(), c.u.Host, auth, len(body), body)
+	if _, err := io.WriteString(c.conn, req); err != nil {
+		c.close()
+		return false, err
+	}
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		c.close()
+		return false, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return true, nil
+}
+
+func (c *client) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn = nil
+	}
+}
+
+// pace sends n requests, one every interval from first, and returns their
+// samples, its largest lag and its failures.
+func (c *client) pace(tokens []string, start, first time.Time, interval time.Duration, n, offset int) ([]sample, time.Duration, int) {
 	var (
 		got    = make([]sample, 0, n)
 		done   time.Time // when the previous answer came back
 		lag    time.Duration
 		failed int
-		conn   net.Conn
-		r      *bufio.Reader
 	)
-	defer func() {
-		if conn != nil {
-			_ = conn.Close()
-		}
-	}()
 	for i := range n {
 		due := first.Add(time.Duration(i) * interval)
 		time.Sleep(time.Until(due))
@@ -208,39 +272,12 @@ func paceConn(u *url.URL, key string, tokens []string, start, first time.Time, i
 		} else {
 			lag = max(lag, sent.Sub(due))
 		}
-		if conn == nil {
-			var err error
-			if conn, err = net.Dial("tcp", u.Host); err != nil { // #nosec G704 -- a load generator dials the server its operator names
-				failed++
-				continue
-			}
-			r = bufio.NewReader(conn)
-		}
-		seq := i*16 + offset
-		body := fmt.Sprintf(`{"token":%q,"action":{"type":"checkout","amount":%d,"currency":"USD"},"external_ids":{"accountId":"1234567890"}}`,
-			tokens[seq%len(tokens)], seq%1000)
-		auth := ""
-		if key != "" {
-			auth = "Authorization: Bearer " + key + "\r\n"
-		}
-		req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s",
-			u.RequestURI(), u.Host, auth, len(body), body)
-		ok := false
-		if _, err := io.WriteString(conn, req); err == nil {
-			if resp, err := http.ReadResponse(r, nil); err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				ok = resp.StatusCode == http.StatusOK
-				if !ok && failed == 0 {
-					log.Printf("pace: first failure: status %d", resp.StatusCode)
-				}
-			} else {
-				_ = conn.Close()
-				conn = nil
-			}
-		}
+		ok, err := c.do(requestBody(tokens, i*16+offset))
 		done = time.Now()
 		if !ok {
+			if failed == 0 {
+				log.Printf("pace: first failure: %v", err)
+			}
 			failed++
 			continue
 		}
