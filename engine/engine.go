@@ -293,8 +293,7 @@ func (e *Engine) evaluate(ctx context.Context, req Request, dp Datapoints) (Deci
 		return Decision{}, ctx.Err()
 	}
 	set := e.live.Current()
-	evalCtx, cancel := context.WithTimeout(ctx, e.evalTimeout)
-	defer cancel()
+	evalCtx := withEvalDeadline(ctx, time.Now().Add(e.evalTimeout))
 	var d Decision
 	var err error
 	if e.staging {
@@ -372,7 +371,8 @@ func (p *PolicySet) fixedAnswer(dp Datapoints) (Decision, bool) {
 const stageTimeout = time.Second
 
 func (p *PolicySet) stage(ctx context.Context, dp Datapoints, memo bool) *staged {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stageTimeout)
+	ctx = withEvalDeadline(context.WithoutCancel(ctx), time.Time{}) // not the request's evaluation deadline
+	ctx, cancel := context.WithTimeout(ctx, stageTimeout)
 	defer cancel()
 	return p.stager.stage(ctx, p, dp, memo)
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
@@ -45,9 +46,13 @@ func newQuery(compiler *ast.Compiler, store storage.Store, body ast.Body) (*quer
 }
 
 // eval evaluates the query on input and returns what it binds to decision
-// and reasons. It fails when the query has no result or several, and on
-// ctx's end (the evaluation is cancelled, not abandoned: see doneCancel).
+// and reasons. It fails when the query has no result or several, on ctx's
+// end, and past the evaluation deadline ctx carries (withEvalDeadline:
+// context.DeadlineExceeded); the evaluation is cancelled, not abandoned
+// (see evalCancel).
 func (q *query) eval(ctx context.Context, input ast.Value, tracer topdown.QueryTracer) (decision, reasons *ast.Term, err error) {
+	cancel := &evalCancel{done: ctx.Done()}
+	cancel.deadline, _ = ctx.Value(evalDeadlineKey{}).(time.Time)
 	txn, err := q.store.NewTransaction(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -58,7 +63,7 @@ func (q *query) eval(ctx context.Context, input ast.Value, tracer topdown.QueryT
 		WithStore(q.store).
 		WithTransaction(txn).
 		WithInput(ast.NewTerm(input)).
-		WithCancel(doneCancel{ctx.Done()}).
+		WithCancel(cancel).
 		WithMetrics(noMetrics).
 		WithStrictBuiltinErrors(false)
 	if tracer != nil {
@@ -74,6 +79,8 @@ func (q *query) eval(ctx context.Context, input ast.Value, tracer topdown.QueryT
 		return nil
 	})
 	switch {
+	case cancel.expired:
+		return nil, nil, context.DeadlineExceeded
 	case err != nil:
 		return nil, nil, err
 	case results == 0:
@@ -84,22 +91,53 @@ func (q *query) eval(ctx context.Context, input ast.Value, tracer topdown.QueryT
 	return decision, reasons, nil
 }
 
-// doneCancel tells topdown that ctx ended. topdown asks before every
-// expression; a receive that does not wait costs a few atomic loads, while
-// a topdown.Cancel set by context.AfterFunc allocates and registers with
-// the context on every evaluation.
-type doneCancel struct{ done <-chan struct{} }
+// evalDeadlineKey is the context key of an evaluation's deadline
+// (withEvalDeadline).
+type evalDeadlineKey struct{}
 
-// Cancel does nothing: the context is what cancels.
-func (doneCancel) Cancel() {}
+// withEvalDeadline bounds the evaluations under ctx by deadline. It is a
+// context value that evalCancel reads, not a context deadline: a
+// context.WithTimeout per decision costs a timer, a cancel context and its
+// registration with the request's, ~500 bytes and 5 allocations, for a
+// deadline that almost never fires.
+func withEvalDeadline(ctx context.Context, deadline time.Time) context.Context {
+	return context.WithValue(ctx, evalDeadlineKey{}, deadline)
+}
 
-func (c doneCancel) Cancelled() bool {
+// deadlineEvery is how many of topdown's questions evalCancel answers
+// between two readings of the clock: one per expression evaluated, and a
+// reading costs more than most expressions.
+const deadlineEvery = 16
+
+// evalCancel tells topdown that the evaluation must stop: the context
+// ended, or the deadline passed. topdown asks before every expression (and
+// inside long builtins), from the evaluating goroutine; a receive that does
+// not wait costs a few atomic loads, while a topdown.Cancel set by
+// context.AfterFunc allocates and registers with the context on every
+// evaluation.
+type evalCancel struct {
+	done     <-chan struct{}
+	deadline time.Time // zero: none
+	asked    int
+	expired  bool // the deadline passed
+}
+
+// Cancel does nothing: the context and the deadline are what cancel.
+func (*evalCancel) Cancel() {}
+
+func (c *evalCancel) Cancelled() bool {
 	select {
 	case <-c.done:
 		return true
 	default:
-		return false
 	}
+	if c.expired || c.deadline.IsZero() {
+		return c.expired
+	}
+	if c.asked++; c.asked%deadlineEvery == 0 && !time.Now().Before(c.deadline) {
+		c.expired = true
+	}
+	return c.expired
 }
 
 // noCache is a topdown.VirtualCache that keeps nothing. topdown caches the

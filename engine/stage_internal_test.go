@@ -463,3 +463,44 @@ func TestUpstreamOf(t *testing.T) {
 		t.Errorf("without a payload: input.upstream = %v", got)
 	}
 }
+
+// TestEvalCancel: topdown is told to stop once the context ends or, within
+// deadlineEvery questions, once the evaluation deadline has passed; never
+// without either.
+func TestEvalCancel(t *testing.T) {
+	ask := func(c *evalCancel) int { // questions until Cancelled, 0 if never in 1000
+		for i := 1; i <= 1000; i++ {
+			if c.Cancelled() {
+				return i
+			}
+		}
+		return 0
+	}
+	done := make(chan struct{})
+	if n := ask(&evalCancel{done: done}); n != 0 {
+		t.Errorf("no deadline, context live: cancelled after %d questions", n)
+	}
+	if n := ask(&evalCancel{done: done, deadline: time.Now().Add(time.Hour)}); n != 0 {
+		t.Errorf("deadline an hour away: cancelled after %d questions", n)
+	}
+	past := &evalCancel{done: done, deadline: time.Now().Add(-time.Millisecond)}
+	if n := ask(past); n == 0 || n > deadlineEvery || !past.expired {
+		t.Errorf("deadline passed: cancelled after %d questions (expired %v), want at most %d", n, past.expired, deadlineEvery)
+	}
+	close(done)
+	if n := ask(&evalCancel{done: done}); n != 1 {
+		t.Errorf("context ended: cancelled after %d questions, want 1", n)
+	}
+}
+
+// TestStagingIgnoresTheEvalDeadline: staging runs on a decision's path but
+// is bounded by stageTimeout, not by the decision's evaluation deadline.
+func TestStagingIgnoresTheEvalDeadline(t *testing.T) {
+	set := shippedSet(t)
+	ctx := withEvalDeadline(context.Background(), time.Now().Add(-time.Second))
+	for _, token := range []string{"demo-bot", "demo-vpn"} {
+		if st := set.stage(ctx, cachedPayload(t, token), false); st.kind == StageFull {
+			t.Errorf("%s: staged as %s (%s) under a passed evaluation deadline", token, st.kind, st.why)
+		}
+	}
+}
