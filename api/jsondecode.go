@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"unicode/utf8"
 )
@@ -160,16 +161,31 @@ func (d *validDecoder) string() string {
 	return string(raw)
 }
 
+// errBodyTooLarge: the body goes on past readBody's limit.
+var errBodyTooLarge = errors.New("request body too large")
+
 // readBody reads r to its end into buf, growing it as needed, as io.ReadAll
-// does into a new buffer.
-func readBody(r io.Reader, buf []byte) ([]byte, error) {
+// does into a new buffer, and fails with errBodyTooLarge as soon as it has
+// read more than limit bytes (what http.MaxBytesReader does, without its
+// allocation).
+func readBody(r io.Reader, buf []byte, limit int64) ([]byte, error) {
 	for {
+		if int64(len(buf)) > limit {
+			return buf, errBodyTooLarge
+		}
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
+		end := cap(buf) // read no more than one byte past the limit
+		if rest := limit + 1 - int64(len(buf)); rest > 0 && int64(end-len(buf)) > rest {
+			end = len(buf) + int(rest)
+		}
+		n, err := r.Read(buf[len(buf):end])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
+			if int64(len(buf)) > limit {
+				return buf, errBodyTooLarge
+			}
 			return buf, nil
 		}
 		if err != nil {

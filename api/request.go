@@ -46,8 +46,7 @@ func invalidRequest(format string, args ...any) *apiError {
 // decode must copy what it keeps: the body's buffer is reused.
 func readJSONBody[T any](w http.ResponseWriter, r *http.Request, limit int64, decode func(body []byte) T) (T, error) {
 	var zero T
-	ct := r.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !isJSONMediaType(ct) {
 		return zero, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
 			fmt.Sprintf("Content-Type must be application/json, got %q", ct)}
 	}
@@ -63,12 +62,12 @@ func readJSONBody[T any](w http.ResponseWriter, r *http.Request, limit int64, de
 			bodyBuffers.Put(buf)
 		}
 	}()
-	body, err := readBody(http.MaxBytesReader(w, r.Body, limit), (*buf)[:0])
+	body, err := readBody(r.Body, (*buf)[:0], limit)
 	*buf = body
+	if errors.Is(err, errBodyTooLarge) {
+		return zero, tooLarge()
+	}
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return zero, tooLarge()
-		}
 		return zero, &apiError{http.StatusBadRequest, "invalid_json", "reading request body: " + err.Error()}
 	}
 	if !json.Valid(body) {
@@ -85,6 +84,13 @@ func readJSONBody[T any](w http.ResponseWriter, r *http.Request, limit int64, de
 		return zero, err
 	}
 	return decode(body), nil
+}
+
+// isJSONMediaType reports whether ct is application/json, parameters
+// allowed (charset=utf-8, ...).
+func isJSONMediaType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
 
 // decodeObject decodes a body whose top level is an object (readJSONBody's
