@@ -7,8 +7,10 @@
 #   4. the same with --staging=false (every decision evaluated in full),
 #   5. the same with --decision-memo,
 #   6. Verdict with a cold cache against a fake cside answering in 20 ms (every request a miss).
-# Prints one table: req/s, p50, p99, Verdict's ratios to OPA and to the ceiling, and each server's CPU
-# time per request (from /proc, so Linux only) with OPA's divided by it; then the paced latencies.
+# Prints one table: req/s, p50, p99, Verdict's ratios to OPA and to the ceiling, each server's CPU
+# time per request (from /proc, so Linux only) with OPA's divided by it, and the memory it allocated per
+# request (from its Prometheus metrics, where it has them: what sets the garbage collector's pace);
+# then the paced latencies.
 # Installs what it needs: wrk (Debian) and opa v1.22.3 (go install).
 #
 #   bench/run.sh [duration] [connections] [rounds]     (defaults: 10s 16 1)
@@ -52,24 +54,38 @@ wait_up() {
 # cpu_ticks PID: the CPU time (user + system, in clock ticks) the process has used.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 ticks_per_s=$(getconf CLK_TCK)
-declare -A pid_of # server name -> its process, whose CPU time run measures
+declare -A pid_of     # server name -> its process, whose CPU time run measures
+declare -A metrics_of # server name -> its /metrics URL, for the bytes it allocates
+
+# alloc_bytes NAME: the bytes the server has allocated so far (Go's
+# go_memstats_alloc_bytes_total), empty for a server without metrics.
+alloc_bytes() {
+	[ -n "${metrics_of[$1]:-}" ] || return 0
+	curl -fs -H "Authorization: Bearer ops_key_0123456789abcdef" "${metrics_of[$1]}" |
+		awk '$1 == "go_memstats_alloc_bytes_total" { printf "%.0f", $2 }'
+}
 
 # run NAME URL SCRIPT: drives one server once, appends its numbers to $work/NAME:
 # req/s, p50, p99, non-2xx, and the server's CPU time per request in µs (wrk
 # shares the cores, so req/s depends on wrk's share; CPU per request does not).
 run() {
 	echo "running $1 ($duration, $conns connections)" >&2
-	local before after
+	local before after alloc_before alloc_after
+	alloc_before=$(alloc_bytes "$1")
 	before=$(cpu_ticks "${pid_of[$1]}")
 	wrk -t1 -c"$conns" -d"$duration" --latency -s "$3" "$2" >"$work/$1.out"
 	after=$(cpu_ticks "${pid_of[$1]}")
-	awk -v name="$1" -v ticks=$((after - before)) -v hz="$ticks_per_s" '
+	alloc_after=$(alloc_bytes "$1")
+	awk -v name="$1" -v ticks=$((after - before)) -v hz="$ticks_per_s" -v a0="$alloc_before" -v a1="$alloc_after" '
 		/requests in/ { n = $1 }
 		/Requests\/sec/ { rps = $2 }
 		/^ +50%/ { p50 = $2 }
 		/^ +99%/ { p99 = $2 }
 		/Non-2xx/ { bad = $NF }
-		END { printf "%s %s %s %s %s %.1f\n", name, rps, p50, p99, (bad == "" ? 0 : bad), (n > 0 ? ticks * 1e6 / hz / n : 0) }' "$work/$1.out" >>"$work/$1"
+		END {
+			printf "%s %s %s %s %s %.1f %s\n", name, rps, p50, p99, (bad == "" ? 0 : bad), (n > 0 ? ticks * 1e6 / hz / n : 0),
+				(a0 != "" && a1 != "" && n > 0 ? sprintf("%.1f", (a1 - a0) / n / 1000) : "-")
+		}' "$work/$1.out" >>"$work/$1"
 }
 
 # Start every server first, then drive them in turn, ROUNDS times: rows
@@ -83,6 +99,7 @@ cp policies/*.rego policies/data.json bench/opa/result.rego "$work/opa-policies/
 "$work/bin/harness" opa-input demo-vpn >"$work/opa-input.json"
 "$work/bin/opa" run --server --addr 127.0.0.1:18302 --log-level error "$work/opa-policies" & pids+=($!)
 pid_of[opa]=$!
+metrics_of[opa]=http://127.0.0.1:18302/metrics
 wait_up http://127.0.0.1:18302/health
 curl -fs -XPOST http://127.0.0.1:18302/v1/data/verdict/result -d @"$work/opa-input.json" | grep -q '"decision"' \
 	|| { echo "FAILED: OPA does not decide" >&2; exit 1; }
@@ -101,6 +118,7 @@ verdict() {
 		--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
 		--decision-log "$work/$name-decisions.log" --log-level info "$@" 2>"$work/$name.log" & pids+=($!)
 	pid_of[$name]=$!
+	metrics_of[$name]=http://127.0.0.1:$admin/metrics
 	wait_up "http://127.0.0.1:$port/healthz"
 	for t in demo-vpn demo-human demo-bot demo-tor demo-tamper; do
 		for _ in 1 2 3; do # a token is staged from its second decision from the cache on
@@ -141,21 +159,24 @@ read -r noop_p50 noop_p99 noop_p999 noop_errs noop_lag < <("$work/bin/harness" p
 
 # cpu NAME: the mean CPU time per request, in µs, over the rounds.
 cpu() { awk '{ s += $6 } END { printf "%.1f", s / NR }' "$work/$1"; }
+# alloc NAME: the mean KB allocated per request over the rounds, "-" without metrics.
+alloc() { awk '$7 == "-" { none = 1 } { s += $7 } END { if (none) print "-"; else printf "%.1f", s / NR }' "$work/$1"; }
 opa_rps=$(mean opa)
 opa_cpu=$(cpu opa)
 ceiling_rps=$(mean ceiling)
-printf "\n%-16s %10s %19s %10s %10s %8s %10s %10s %12s %12s\n" server "req/s" "(min-max)" p50 p99 non-2xx "vs OPA" "vs ceiling" "CPU µs/req" "OPA's CPU /"
+printf "\n%-16s %10s %19s %10s %10s %8s %10s %10s %12s %12s %13s\n" server "req/s" "(min-max)" p50 p99 non-2xx "vs OPA" "vs ceiling" "CPU µs/req" "OPA's CPU /" "alloc KB/req"
 for n in ceiling opa verdict-warm verdict-nostage verdict-memo verdict-cold; do
 	read -r name _ p50 p99 _ < <(tail -n 1 "$work/$n")
 	rps=$(mean "$n")
 	range=$(awk '{ if (NR == 1 || $2 < lo) lo = $2; if ($2 > hi) hi = $2 } END { printf "%.0f-%.0f", lo, hi }' "$work/$n")
 	bad=$(awk '{ s += $5 } END { print s }' "$work/$n")
-	printf "%-16s %10.0f %19s %10s %10s %8s %9.2fx %9.0f%% %12s %11.2fx\n" "$name" "$rps" "($range)" "$p50" "$p99" "$bad" \
+	printf "%-16s %10.0f %19s %10s %10s %8s %9.2fx %9.0f%% %12s %11.2fx %13s\n" "$name" "$rps" "($range)" "$p50" "$p99" "$bad" \
 		"$(awk -v a="$rps" -v b="$opa_rps" 'BEGIN{print a/b}')" "$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN{print 100*a/b}')" \
-		"$(cpu "$n")" "$(awk -v a="$opa_cpu" -v b="$(cpu "$n")" 'BEGIN{print (b > 0 ? a/b : 0)}')"
+		"$(cpu "$n")" "$(awk -v a="$opa_cpu" -v b="$(cpu "$n")" 'BEGIN{print (b > 0 ? a/b : 0)}')" "$(alloc "$n")"
 done
 printf "\n(means over %s round(s) of %s each, rows taken in turn; p50 and p99 from the last round;\n" "$rounds" "$duration"
-printf " CPU µs/req: the server process's own CPU time per request, which wrk's share of the cores does not move)\n"
+printf " CPU µs/req: the server process's own CPU time per request, which wrk's share of the cores does not move;\n"
+printf " alloc KB/req: what it allocated per request, from its metrics (- without), which sets how often its GC runs)\n"
 printf "verdict-warm at half its saturation rate (%s req/s, open loop): p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
 	"$half" "$half_p50" "$half_p99" "$half_p999" "$half_errs" "$half_lag"
 printf "ceiling server at the same rate:                          p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
