@@ -211,8 +211,6 @@ type client struct {
 	key  string
 	conn net.Conn
 	r    *bufio.Reader
-	// failures counts the failed requests; the first one's status is logged.
-	failures int
 }
 
 // do sends one POST of body and reports whether it was answered 200.
