@@ -218,7 +218,8 @@ func (s *server) decide(c *gin.Context) {
 		s.cfg.DecisionLog.Log(decisionlog.Record{Decision: d, Request: req, KeyName: KeyName(c.Request.Context()),
 			RequestID: RequestID(c.Request.Context()), At: start, Elapsed: elapsed})
 	}
-	c.JSON(http.StatusOK, NewDecideResponse(d, elapsed))
+	resp := NewDecideResponse(d, elapsed)
+	writeJSON(c, http.StatusOK, &resp)
 }
 
 func (s *server) identify(c *gin.Context) {
@@ -236,7 +237,7 @@ func (s *server) identify(c *gin.Context) {
 		s.log.LogAttrs(c.Request.Context(), slog.LevelWarn, "fingerprint ID not obtained",
 			slog.String("token_hash", TokenHash(token)), slog.String("status", string(id.Status)), slog.Any("error", id.Err))
 	}
-	c.JSON(http.StatusOK, identifyResponse{
+	writeJSON(c, http.StatusOK, &identifyResponse{
 		FingerprintID: optional(id.FingerprintID),
 		Datapoints:    DatapointsInfo{Status: id.Status, Source: id.Origin},
 	})
