@@ -33,7 +33,7 @@ func (c *clock) Advance(d time.Duration) {
 
 // setup returns a cache reading through a real cside client from a fake
 // cside, with a fake clock.
-func setup(t *testing.T) (*cache.Cache, *csidetest.Server, *clock) {
+func setup(t testing.TB) (*cache.Cache, *csidetest.Server, *clock) {
 	t.Helper()
 	fake := csidetest.NewServer()
 	t.Cleanup(fake.Close)

@@ -1,0 +1,56 @@
+package cache_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/verdict-engine/verdict/csideclient/csidetest"
+	"github.com/verdict-engine/verdict/engine"
+)
+
+// BenchmarkDatapoints measures the cache on /decide's path: a hit (a
+// ristretto lookup and the entry's age), hits from every core at once on the
+// harness's five tokens, and a miss, which is a real csideclient call to the
+// in-process fake cside over loopback HTTP (both ends' CPU counted), the
+// payload's parsing and the insert.
+func BenchmarkDatapoints(b *testing.B) {
+	ctx := context.Background()
+	c, _, _ := setup(b)
+	tokens := []string{"demo-vpn", "demo-human", "demo-bot", "demo-tor", "demo-tamper"}
+	for _, token := range tokens {
+		if dp := c.Datapoints(ctx, token); dp.Status != engine.StatusOK {
+			b.Fatalf("%s: %s (%v)", token, dp.Status, dp.Err)
+		}
+	}
+	c.Wait()
+	b.Run("hit", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if dp := c.Datapoints(ctx, "demo-vpn"); dp.Origin != engine.OriginCache {
+				b.Fatalf("origin %s, want cache", dp.Origin)
+			}
+		}
+	})
+	b.Run("hit-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				if dp := c.Datapoints(ctx, tokens[i%len(tokens)]); dp.Origin != engine.OriginCache {
+					b.Errorf("origin %s, want cache", dp.Origin)
+					return
+				}
+			}
+		})
+	})
+	b.Run("miss", func(b *testing.B) {
+		b.ReportAllocs()
+		n := 0
+		for b.Loop() {
+			n++
+			if dp := c.Datapoints(ctx, csidetest.HumanFamily+"bench"+strconv.Itoa(n)); dp.Origin != engine.OriginUpstream {
+				b.Fatalf("origin %s (%v), want upstream", dp.Origin, dp.Err)
+			}
+		}
+	})
+}
