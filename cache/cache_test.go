@@ -35,6 +35,14 @@ func (c *clock) Advance(d time.Duration) {
 // cside, with a fake clock.
 func setup(t testing.TB) (*cache.Cache, *csidetest.Server, *clock) {
 	t.Helper()
+	clk := &clock{now: time.Date(2026, 6, 10, 15, 20, 0, 0, time.UTC)}
+	c, fake := setupClock(t, clk.Now)
+	return c, fake, clk
+}
+
+// setupClock is setup with the clock now (nil: the real one).
+func setupClock(t testing.TB, now func() time.Time) (*cache.Cache, *csidetest.Server) {
+	t.Helper()
 	fake := csidetest.NewServer()
 	t.Cleanup(fake.Close)
 	client, err := csideclient.New(csideclient.Config{
@@ -46,13 +54,12 @@ func setup(t testing.TB) (*cache.Cache, *csidetest.Server, *clock) {
 	if err != nil {
 		t.Fatalf("csideclient.New: %v", err)
 	}
-	clk := &clock{now: time.Date(2026, 6, 10, 15, 20, 0, 0, time.UTC)}
-	c, err := cache.New(cache.Config{TTL: 5 * time.Minute, NotFoundTTL: 30 * time.Second, Now: clk.Now}, client)
+	c, err := cache.New(cache.Config{TTL: 5 * time.Minute, NotFoundTTL: 30 * time.Second, Now: now}, client)
 	if err != nil {
 		t.Fatalf("cache.New: %v", err)
 	}
 	t.Cleanup(c.Close)
-	return c, fake, clk
+	return c, fake
 }
 
 type lookup struct {
