@@ -41,7 +41,7 @@ func FuzzDecodeDecide(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest("POST", "/decide", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		fields, err := readJSONBody(httptest.NewRecorder(), req, DefaultMaxBodyBytes, decodeDecide)
+		fields, err := readJSONBody(req, DefaultMaxBodyBytes, decodeDecide)
 		if err != nil {
 			return
 		}

@@ -44,7 +44,7 @@ func invalidRequest(format string, args ...any) *apiError {
 // structural limits (checkStructure), and returns the body decoded once by
 // decode (decodeObject, decodeDecide), numbers kept exact as json.Number.
 // decode must copy what it keeps: the body's buffer is reused.
-func readJSONBody[T any](w http.ResponseWriter, r *http.Request, limit int64, decode func(body []byte) T) (T, error) {
+func readJSONBody[T any](r *http.Request, limit int64, decode func(body []byte) T) (T, error) {
 	var zero T
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !isJSONMediaType(ct) {
 		return zero, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",

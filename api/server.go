@@ -181,7 +181,7 @@ func readRequest[T any](s *server, c *gin.Context, decode func(body []byte) T) (
 		var zero T
 		return zero, false
 	}
-	fields, err := readJSONBody(c.Writer, c.Request, s.cfg.MaxBodyBytes, decode)
+	fields, err := readJSONBody(c.Request, s.cfg.MaxBodyBytes, decode)
 	if err != nil {
 		writeError(c, err)
 		return fields, false

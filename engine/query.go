@@ -105,8 +105,10 @@ func withEvalDeadline(ctx context.Context, deadline time.Time) context.Context {
 }
 
 // deadlineEvery is how many of topdown's questions evalCancel answers
-// between two readings of the clock: one per expression evaluated, and a
-// reading costs more than most expressions.
+// between two readings of the clock. topdown asks once per expression
+// (about a microsecond each); a reading costs tens of nanoseconds, and one
+// in 16 keeps that well under 1 % while the deadline is still noticed
+// within microseconds of passing.
 const deadlineEvery = 16
 
 // evalCancel tells topdown that the evaluation must stop: the context
