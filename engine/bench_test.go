@@ -56,3 +56,15 @@ func BenchmarkParsePayload(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCompile is a policy load: parsing, compiling, preparing the
+// queries, the stager, and the optimized reasons (optimize.go).
+func BenchmarkCompile(b *testing.B) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := engine.Compile(ctx, policies.FS()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

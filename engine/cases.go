@@ -222,6 +222,14 @@ func (p *PolicySet) checkFastPaths(ctx context.Context, req Request, dp Datapoin
 		return "", err
 	}
 	same := func(d Decision) bool { return d.Decision == want.Decision && slices.Equal(d.Reasons, want.Reasons) }
+	if p.byReasons != nil {
+		// The table answers a set of reasons it has not seen with the
+		// decision query, which would hide a difference here.
+		if reasons, err := p.reasonsOf(ctx, p.byReasons.reasons, req, dp); err != nil || !slices.Equal(reasons, want.Reasons) {
+			return fmt.Sprintf("full evaluation's reasons query %v = %v (error: %v), the decision query's = %v: a Verdict bug",
+				p.byReasons.reasons.source, reasons, err, want.Reasons), nil
+		}
+	}
 	if d, err := p.eval(ctx, req, dp, nil); err != nil || !same(d) {
 		return fmt.Sprintf("evaluation through the decision table = %s %v (error: %v), the decision query = %s %v: a Verdict bug",
 			d.Decision, d.Reasons, err, want.Decision, want.Reasons), nil

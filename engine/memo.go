@@ -92,6 +92,19 @@ func (p *PolicySet) decideByReasons(ctx context.Context, reasonsQ, fullQ *query,
 	return d, err
 }
 
+// reasonsOf evaluates q, which binds only the reasons, on req and dp.
+func (p *PolicySet) reasonsOf(ctx context.Context, q *query, req Request, dp Datapoints) ([]Reason, error) {
+	input, err := buildInput(req, dp)
+	if err != nil {
+		return nil, err
+	}
+	_, reasonsT, err := q.eval(ctx, input, nil)
+	if err != nil {
+		return nil, err
+	}
+	return parseReasons(reasonsT)
+}
+
 // maxDecisionsPerPayload bounds the decisions a staged payload keeps by
 // their reasons.
 const maxDecisionsPerPayload = 16

@@ -45,6 +45,9 @@ type PolicySet struct {
 	stager   *stager // nil: staging does not apply
 	// byReasons, when set, is the decision table full evaluation uses.
 	byReasons *byReasons
+	// unoptimized says why full evaluation queries the rules as written
+	// (optimize.go); "" when it queries the optimized reasons.
+	unoptimized string
 	// deterministic: no module calls a nondeterministic builtin (time.now_ns,
 	// rand.intn, http.send, ...), so equal inputs give equal decisions.
 	deterministic bool
@@ -69,6 +72,10 @@ func deterministic(modules map[string]*ast.Module) bool {
 	}
 	return ok
 }
+
+// Optimized reports whether full evaluation queries the reasons partially
+// evaluated against the set's data at load (optimize.go), and if not, why.
+func (p *PolicySet) Optimized() (bool, string) { return p.unoptimized == "", p.unoptimized }
 
 // Revision is the first 12 hex digits of a SHA-256 over the loaded files'
 // names and contents.
@@ -255,11 +262,16 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 		deterministic: deterministic(l.compiler.Modules),
 	}
 	if stager != nil && stager.decisionPure {
-		rq, err := newQuery(l.compiler, l.store, reasonsQuery)
+		rq, err := optimizeReasons(ctx, l)
 		if err != nil {
-			return nil, fmt.Errorf("%w: preparing the reasons query: %w", ErrPolicyLoad, err)
+			set.unoptimized = err.Error()
+			if rq, err = newQuery(l.compiler, l.store, reasonsQuery); err != nil {
+				return nil, fmt.Errorf("%w: preparing the reasons query: %w", ErrPolicyLoad, err)
+			}
 		}
 		set.byReasons = &byReasons{reasons: rq, decisions: newDecisionTable(maxDecisionsPerSet)}
+	} else {
+		set.unoptimized = "the decision rule reads more than the reasons (no decision table)"
 	}
 	return set, nil
 }

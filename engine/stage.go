@@ -119,11 +119,7 @@ type residual struct {
 }
 
 func newStager(ctx context.Context, l *loaded) (*stager, error) {
-	modules := make(map[string]*ast.Module, len(l.modules))
-	for name, m := range l.modules {
-		modules[name] = m.Copy()
-	}
-	peCompiler := compile(modules)
+	peCompiler := compile(copyModules(l.modules))
 	if peCompiler.Failed() {
 		return nil, fmt.Errorf("compiling for partial evaluation: %w", peCompiler.Errors)
 	}

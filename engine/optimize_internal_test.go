@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/verdict-engine/verdict/csideclient/csidetest"
+)
+
+// fullInputs is every kind of input full evaluation sees: each scenario
+// payload fetched, cached and stale (young and old), and no payload at all.
+func fullInputs(t *testing.T) map[string]Datapoints {
+	t.Helper()
+	out := map[string]Datapoints{}
+	for _, token := range csidetest.Tokens() {
+		if _, ok := csidetest.Payload(token); !ok {
+			continue
+		}
+		dp := cachedPayload(t, token)
+		out[token+"/cache"] = dp
+		dp.Origin = OriginUpstream
+		out[token+"/upstream"] = dp
+		for _, age := range []time.Duration{30 * time.Second, 700 * time.Second, 2000 * time.Second} {
+			dp.Origin, dp.Age = OriginStale, age
+			out[token+"/stale "+age.String()] = dp
+		}
+	}
+	for _, status := range []Status{StatusNotFound, StatusRejected, StatusUnavailable} {
+		out[string(status)] = Datapoints{Status: status, Origin: OriginNone}
+	}
+	return out
+}
+
+// requireSameAsWritten fails unless full evaluation of set (through the
+// optimized reasons, when set has them) answers every input of inputs and
+// every action of the matrix as the decision query on the rules as written.
+func requireSameAsWritten(t *testing.T, set *PolicySet, inputs map[string]Datapoints) {
+	t.Helper()
+	ctx := context.Background()
+	for name, dp := range inputs {
+		for _, req := range actionMatrix() {
+			if diff, err := set.checkFastPaths(ctx, req, dp); err != nil || diff != "" {
+				t.Fatalf("%s %v: %v %s", name, req.Action, err, diff)
+			}
+		}
+	}
+}
+
+// TestOptimizedMatchesRulesAsWritten is the equivalence proof for the
+// shipped policies beyond the golden cases.
+func TestOptimizedMatchesRulesAsWritten(t *testing.T) {
+	set := shippedSet(t)
+	if ok, why := set.Optimized(); !ok {
+		t.Fatalf("the shipped policies are not optimized: %s", why)
+	}
+	if !strings.Contains(set.byReasons.reasons.source.String(), optimizedNamespace) {
+		t.Fatalf("full evaluation queries %v, want the optimized reasons", set.byReasons.reasons.source)
+	}
+	requireSameAsWritten(t, set, fullInputs(t))
+}
+
+// TestOptimizeConstructs holds the optimization to the rules as written on
+// the Rego constructs partial evaluation treats specially, and checks when
+// it is refused.
+func TestOptimizeConstructs(t *testing.T) {
+	const head = "package verdict\n\ndefault decision := \"allow\"\n\ndecision := \"deny\" if {\n\tsome r in reasons\n\tr.effect == \"deny\"\n}\n\n"
+	tests := []struct {
+		name      string
+		policy    string
+		refused   string // a part of Optimized's why; "" when optimized
+		extraFile string // a second module, when the case needs one
+	}{
+		{name: "else chain", policy: `reasons contains {"code": "x", "effect": eff, "message": "m"} if { input.datapoints.bot.result == "bad"; eff := e }
+e := "deny" if input.action.type == "signup" else := "challenge" if input.action.type == "login" else := "allow"`},
+		{name: "function with several bodies", policy: `reasons contains {"code": "x", "effect": f(input.action.type), "message": "m"} if input.datapoints.ip.tor == true
+f("signup") := "deny"
+f(x) := "challenge" if x != "signup"`},
+		{name: "every and comprehension", policy: `reasons contains {"code": "x", "effect": "deny", "message": concat(",", ks)} if {
+	ks := [k | some k, v in input.datapoints.ip; v == true]
+	count(ks) > 0
+	every k in ks { k != "address" }
+}`},
+		{name: "with", policy: `reasons contains {"code": "x", "effect": "challenge", "message": "m"} if {
+	tor with input.datapoints.ip.tor as true
+	input.action.type == "signup"
+}
+tor if input.datapoints.ip.tor == true`},
+		{name: "the input as a whole", policy: `reasons contains {"code": "x", "effect": "challenge", "message": sprintf("%d", [count(input)])} if object.get(input, ["action", "type"], "") == "login"`},
+		{name: "the clock", policy: `reasons contains {"code": "x", "effect": "challenge", "message": "m"} if {
+	input.upstream.status == "ok"
+	time.now_ns() > 0
+}`},
+		{name: "the namespace taken", policy: `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.ip.tor == true`,
+			extraFile: "package " + optimizedNamespace + ".x\n\ny := 1\n", refused: "taken by package"},
+		{name: "the decision reads the action", policy: `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.ip.tor == true
+decision := "deny" if input.action.type == "payout"`, refused: "decision table"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fsys := fstest.MapFS{"p.rego": {Data: []byte(head + tt.policy + "\n")}}
+			if tt.extraFile != "" {
+				fsys["q.rego"] = &fstest.MapFile{Data: []byte(tt.extraFile)}
+			}
+			set, err := Compile(context.Background(), fsys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ok, why := set.Optimized()
+			switch {
+			case tt.refused == "" && !ok:
+				t.Errorf("not optimized: %s", why)
+			case tt.refused != "" && (ok || !strings.Contains(why, tt.refused)):
+				t.Errorf("Optimized() = %v, %q; want refused, %q", ok, why, tt.refused)
+			}
+			requireSameAsWritten(t, set, fullInputs(t))
+		})
+	}
+}
+
+// TestOptimizedDataNamespace: a data document at the optimization's
+// namespace keeps the rules as written.
+func TestOptimizedDataNamespace(t *testing.T) {
+	set, err := Compile(context.Background(), fstest.MapFS{
+		"p.rego":    {Data: []byte("package verdict\n\ndecision := \"allow\"\n\nreasons := set()\n")},
+		"data.json": {Data: []byte(`{"` + optimizedNamespace + `": {"x": 1}}`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := set.Optimized(); ok || !strings.Contains(why, "data document") {
+		t.Errorf("Optimized() = %v, %q; want refused for the data document", ok, why)
+	}
+}
+
+// TestFastPathCheckCatchesAnOptimizationBug: checkFastPaths, which every
+// golden case runs, reports full evaluation through optimized reasons that
+// differ from the rules as written.
+func TestFastPathCheckCatchesAnOptimizationBug(t *testing.T) {
+	ctx := context.Background()
+	set := shippedSet(t)
+	other, err := Compile(ctx, fstest.MapFS{"p.rego": {Data: []byte(`package verdict
+
+decision := "allow"
+
+reasons contains {"code": "x", "effect": "challenge", "message": "m"} if input.action.type == "login"
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.byReasons.reasons = other.byReasons.reasons // a "bug": answers from another policy
+	dp := cachedPayload(t, "demo-human")
+	diff, err := set.checkFastPaths(ctx, Request{Action: map[string]any{"type": "login"}}, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(diff, "a Verdict bug") {
+		t.Errorf("checkFastPaths = %q, want the difference reported", diff)
+	}
+}
