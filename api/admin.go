@@ -24,10 +24,17 @@ type Admin interface {
 
 type (
 	policyStatus struct {
-		Revision   string        `json:"revision"`
-		LoadedAt   time.Time     `json:"loaded_at"`
-		Files      []string      `json:"files"`
-		LastReload *reloadStatus `json:"last_reload"`
+		Revision string    `json:"revision"`
+		LoadedAt time.Time `json:"loaded_at"`
+		Files    []string  `json:"files"`
+		// FullEvaluation says whether full evaluation queries the reasons
+		// optimized at load (engine.PolicySet.Optimized).
+		FullEvaluation fullEvalStatus `json:"full_evaluation"`
+		LastReload     *reloadStatus  `json:"last_reload"`
+	}
+	fullEvalStatus struct {
+		Optimized bool   `json:"optimized"`
+		Why       string `json:"why,omitempty"` // why not
 	}
 	reloadStatus struct {
 		At       time.Time `json:"at"`
@@ -153,6 +160,7 @@ func adminRoutes(r *gin.Engine, a Admin) {
 func slotStatus(s *engine.Slot) policyStatus {
 	set := s.Current()
 	st := policyStatus{Revision: set.Revision(), LoadedAt: set.LoadedAt(), Files: set.Files()}
+	st.FullEvaluation.Optimized, st.FullEvaluation.Why = set.Optimized()
 	if last := s.LastReload(); last != nil {
 		r := toReloadStatus(*last)
 		st.LastReload = &r

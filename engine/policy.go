@@ -246,6 +246,12 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: the policy set must define %s", ErrPolicyLoad, strings.Join(missing, " and "))
 	}
+	optimized, optErr := optimizeReasons(ctx, l)
+	if optErr == nil {
+		// The policy's rules are the same in the optimized reasons'
+		// compiler: it serves every query, and the first is dropped.
+		l.compiler = optimized.compiler
+	}
 	pq, err := newQuery(l.compiler, l.store, decisionQuery)
 	if err != nil {
 		return nil, fmt.Errorf("%w: preparing the decision query: %w", ErrPolicyLoad, err)
@@ -261,17 +267,18 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 		stager:        stager,
 		deterministic: deterministic(l.compiler.Modules),
 	}
-	if stager != nil && stager.decisionPure {
-		rq, err := optimizeReasons(ctx, l)
+	switch {
+	case stager == nil || !stager.decisionPure:
+		set.unoptimized = "the decision rule reads more than the reasons (no decision table)"
+	case optErr != nil:
+		set.unoptimized = optErr.Error()
+		rq, err := newQuery(l.compiler, l.store, reasonsQuery)
 		if err != nil {
-			set.unoptimized = err.Error()
-			if rq, err = newQuery(l.compiler, l.store, reasonsQuery); err != nil {
-				return nil, fmt.Errorf("%w: preparing the reasons query: %w", ErrPolicyLoad, err)
-			}
+			return nil, fmt.Errorf("%w: preparing the reasons query: %w", ErrPolicyLoad, err)
 		}
 		set.byReasons = &byReasons{reasons: rq, decisions: newDecisionTable(maxDecisionsPerSet)}
-	} else {
-		set.unoptimized = "the decision rule reads more than the reasons (no decision table)"
+	default:
+		set.byReasons = &byReasons{reasons: optimized, decisions: newDecisionTable(maxDecisionsPerSet)}
 	}
 	return set, nil
 }

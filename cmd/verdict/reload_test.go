@@ -107,8 +107,11 @@ func (c *chaos) reload() (int, reloadAnswer) {
 }
 
 type policiesAnswer struct {
-	Revision   string   `json:"revision"`
-	Files      []string `json:"files"`
+	Revision string   `json:"revision"`
+	Files    []string `json:"files"`
+	FullEval struct {
+		Optimized bool `json:"optimized"`
+	} `json:"full_evaluation"`
 	LastReload *struct {
 		OK    bool    `json:"ok"`
 		Error *string `json:"error"`
@@ -224,8 +227,8 @@ func TestBrokenPolicyNeverGoesLive(t *testing.T) {
 			}
 			var p policiesAnswer
 			c.getJSON("/admin/policies", &p)
-			if p.Revision != rev || p.LastReload == nil || p.LastReload.OK {
-				t.Errorf("GET /admin/policies = %+v, want revision %s and the failed reload kept", p, rev)
+			if p.Revision != rev || p.LastReload == nil || p.LastReload.OK || !p.FullEval.Optimized {
+				t.Errorf("GET /admin/policies = %+v, want revision %s, the failed reload kept, full evaluation optimized", p, rev)
 			}
 			if r := c.decide("demo-human", `{"type":"checkout"}`); r.status != 200 || r.body.Decision != "deny" {
 				t.Errorf("decision after the refused reload = %d %+v, want deny from the old set", r.status, r.body)
