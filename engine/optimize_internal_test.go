@@ -2,12 +2,14 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/verdict-engine/verdict/csideclient/csidetest"
+	"github.com/verdict-engine/verdict/policies"
 )
 
 // fullInputs is every kind of input full evaluation sees: each scenario
@@ -158,5 +160,54 @@ reasons contains {"code": "x", "effect": "challenge", "message": "m"} if input.a
 	}
 	if !strings.Contains(diff, "a Verdict bug") {
 		t.Errorf("checkFastPaths = %q, want the difference reported", diff)
+	}
+}
+
+// BenchmarkReasonsQuery is policy evaluation alone, the reasons query of
+// full evaluation on the same input, both ways: the rules as written and
+// the optimized ones. Run in one process, alternately per token, the two
+// share the machine's drift.
+func BenchmarkReasonsQuery(b *testing.B) {
+	ctx := context.Background()
+	l, err := load(policies.FS())
+	if err != nil {
+		b.Fatal(err)
+	}
+	written, err := newQuery(l.compiler, l.store, reasonsQuery)
+	if err != nil {
+		b.Fatal(err)
+	}
+	optimized, err := optimizeReasons(ctx, l)
+	if err != nil {
+		b.Fatal(err)
+	}
+	checkout := map[string]any{"type": "checkout", "amount": json.Number("900"), "currency": "USD"}
+	for _, bc := range []struct {
+		name, token string
+		action      map[string]any
+	}{
+		{"human-login", "demo-human", map[string]any{"type": "login"}},
+		{"vpn-checkout", "demo-vpn", checkout},
+		{"bot-signup", "demo-bot", map[string]any{"type": "signup"}},
+		{"tor-checkout", "demo-tor", checkout},
+		{"tamper-checkout", "demo-tamper", checkout},
+	} {
+		input, err := buildInput(Request{Action: bc.action, ExternalIDs: map[string]string{"accountId": "1234567890"}}, cachedPayload(b, bc.token))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, q := range []struct {
+			name string
+			q    *query
+		}{{"written", written}, {"optimized", optimized}} {
+			b.Run(bc.name+"/way="+q.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, _, err := q.q.eval(ctx, input, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

@@ -12,9 +12,14 @@ reasons contains {
 	tampered
 }
 
+# tampered: either signal. The bodies exclude each other, as anonymized's
+# do (network.rego).
 tampered if input.datapoints.environment.tampering == true
 
-tampered if input.datapoints.environment.antiDetectBrowser == true
+tampered if {
+	input.datapoints.environment.antiDetectBrowser == true
+	not input.datapoints.environment.tampering == true
+}
 
 anomaly_score := s if {
 	s := input.datapoints.environment.anomalyScore

@@ -8,6 +8,18 @@ test_anti_detect_browser_challenged if {
 	effect_of(with_dp({"type": "signup"}, {"environment": {"antiDetectBrowser": true}}), "browser_tampering") == "challenge"
 }
 
+# Either signal, or both, or one of them not a boolean: one reason.
+test_tampering_signals_either_or_both if {
+	every env in [
+		{"antiDetectBrowser": true, "tampering": false},
+		{"antiDetectBrowser": true, "tampering": "yes"},
+		{"antiDetectBrowser": true, "tampering": true},
+		{"antiDetectBrowser": false, "tampering": true},
+	] {
+		count([r | some r in reasons_for(with_dp({"type": "login"}, {"environment": env})); r.code == "browser_tampering"]) == 1
+	}
+}
+
 test_tampering_denied_on_checkout_with_high_anomaly if {
 	effect_of(with_dp({"type": "checkout"}, {"environment": {"tampering": true, "anomalyScore": 0.9}}), "browser_tampering") == "deny"
 }

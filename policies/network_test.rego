@@ -24,6 +24,18 @@ test_proxy_challenged_on_signup if {
 	effect_of(with_dp({"type": "signup"}, {"ip": {"proxy": true}}), "anonymizing_proxy") == "challenge"
 }
 
+# Either signal, or both, or one of them not a boolean: one reason.
+test_vpn_and_proxy_either_or_both if {
+	every ip in [
+		{"proxy": true, "vpn": false},
+		{"proxy": true, "vpn": "yes"},
+		{"proxy": true, "vpn": true},
+		{"proxy": false, "vpn": true},
+	] {
+		count([r | some r in reasons_for(with_dp({"type": "signup"}, {"ip": ip})); r.code == "anonymizing_proxy"]) == 1
+	}
+}
+
 test_vpn_ignored_on_login if {
 	not "anonymizing_proxy" in codes_for(with_dp({"type": "login"}, {"ip": {"vpn": true}}))
 }
