@@ -41,6 +41,7 @@ once() {
 	for word in $1; do
 		case $word in
 		/*) bin=$word ;;
+		-*) flags+=("$word") ;; # before *=*: --staging=false is a flag
 		*=*) envs+=("$word") ;;
 		*) flags+=("$word") ;;
 		esac
