@@ -90,7 +90,11 @@ func optimizeReasons(ctx context.Context, l *loaded) (*query, error) {
 	}
 	residualRules := 0
 	for i, m := range pq.Support {
-		modules[fmt.Sprintf("%s/%d.rego", optimizedNamespace, i)] = m
+		name := fmt.Sprintf("%s/%d.rego", optimizedNamespace, i)
+		if _, taken := modules[name]; taken {
+			return nil, fmt.Errorf("a policy file is named %s", name)
+		}
+		modules[name] = m
 		residualRules += len(m.Rules)
 	}
 	if residualRules > maxOptimizedRules*max(rules, 1) {

@@ -70,10 +70,10 @@ func TestOptimizedMatchesRulesAsWritten(t *testing.T) {
 func TestOptimizeConstructs(t *testing.T) {
 	const head = "package verdict\n\ndefault decision := \"allow\"\n\ndecision := \"deny\" if {\n\tsome r in reasons\n\tr.effect == \"deny\"\n}\n\n"
 	tests := []struct {
-		name      string
-		policy    string
-		refused   string // a part of Optimized's why; "" when optimized
-		extraFile string // a second module, when the case needs one
+		name    string
+		policy  string
+		refused string            // a part of Optimized's why; "" when optimized
+		extra   map[string]string // more policy files, by name
 	}{
 		{name: "else chain", policy: `reasons contains {"code": "x", "effect": eff, "message": "m"} if { input.datapoints.bot.result == "bad"; eff := e }
 e := "deny" if input.action.type == "signup" else := "challenge" if input.action.type == "login" else := "allow"`},
@@ -96,15 +96,34 @@ tor if input.datapoints.ip.tor == true`},
 	time.now_ns() > 0
 }`},
 		{name: "the namespace taken", policy: `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.ip.tor == true`,
-			extraFile: "package " + optimizedNamespace + ".x\n\ny := 1\n", refused: "taken by package"},
+			extra: map[string]string{"q.rego": "package " + optimizedNamespace + ".x\n\ny := 1\n"}, refused: "taken by package"},
+		{name: "helpers that multiply", policy: `reasons contains {"code": "x", "effect": "challenge", "message": "m"} if { a; b; c; d }
+a if input.datapoints.ip.tor == true
+a if input.datapoints.ip.vpn == true
+a if input.datapoints.ip.proxy == true
+a if input.datapoints.ip.datacenter == true
+b if input.action.type == "login"
+b if input.action.type == "signup"
+b if input.action.type == "checkout"
+b if input.action.type == "browse"
+c if input.datapoints.bot.result == "bad"
+c if input.datapoints.bot.result == "good"
+c if input.datapoints.bot.result == "notDetected"
+c if input.datapoints.bot.result == "unknown"
+d if input.upstream.status == "ok"
+d if input.upstream.status == "not_found"
+d if input.upstream.status == "unavailable"
+d if input.upstream.status == "rejected"`, refused: "rules for the policy's"},
+		{name: "a file at the residual's name", policy: `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.ip.tor == true`,
+			extra: map[string]string{optimizedNamespace + "/0.rego": "package other\n\ny := 1\n"}, refused: "a policy file is named"},
 		{name: "the decision reads the action", policy: `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.ip.tor == true
 decision := "deny" if input.action.type == "payout"`, refused: "decision table"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := fstest.MapFS{"p.rego": {Data: []byte(head + tt.policy + "\n")}}
-			if tt.extraFile != "" {
-				fsys["q.rego"] = &fstest.MapFile{Data: []byte(tt.extraFile)}
+			for name, content := range tt.extra {
+				fsys[name] = &fstest.MapFile{Data: []byte(content)}
 			}
 			set, err := Compile(context.Background(), fsys)
 			if err != nil {
