@@ -48,6 +48,7 @@ func TestCommands(t *testing.T) {
 		{"check-contract", []string{"check", "testdata/policies/contract"}},
 		{"check-unformatted", []string{"check", "testdata/policies/unformatted"}},
 		{"check-two-dirs", []string{"check", good, failing}},
+		{"check-unoptimized", []string{"check", "testdata/policies/unoptimized"}},
 		{"fmt-list", []string{"fmt", "testdata/policies/unformatted"}},
 		{"fmt-syntax", []string{"fmt", "testdata/policies/syntax"}},
 		{"eval-scenario", []string{"eval", "--action", `{"type":"login"}`, "--scenario", "demo-bot", "--policies", good}},

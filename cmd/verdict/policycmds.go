@@ -244,6 +244,9 @@ func checkCmd(args []string, stdout, stderr io.Writer) error {
 		return policyErr(err)
 	}
 	fmt.Fprintf(stdout, "ok: %d files, revision %s\n", len(set.Files()), set.Revision())
+	if ok, why := set.Optimized(); !ok {
+		fmt.Fprintf(stdout, "note: full evaluation is not optimized at load (docs/policies.md): %s\n", why)
+	}
 	return nil
 }
 
