@@ -61,6 +61,9 @@ func TestOptimizedMatchesRulesAsWritten(t *testing.T) {
 	if !strings.Contains(set.byReasons.reasons.source.String(), optimizedNamespace) {
 		t.Fatalf("full evaluation queries %v, want the optimized reasons", set.byReasons.reasons.source)
 	}
+	if !set.stager.target.Equal(optimizedReasonsRef) {
+		t.Errorf("staging starts from %v, want the optimized reasons", set.stager.target)
+	}
 	requireSameAsWritten(t, set, fullInputs(t))
 }
 
@@ -136,6 +139,13 @@ decision := "deny" if input.action.type == "payout"`, refused: "decision table"}
 			case tt.refused != "" && (ok || !strings.Contains(why, tt.refused)):
 				t.Errorf("Optimized() = %v, %q; want refused, %q", ok, why, tt.refused)
 			}
+			want := optimizedReasonsRef
+			if !ok && set.byReasons != nil { // partial evaluation refused, not the decision table
+				want = reasonsRef
+			}
+			if set.stager != nil && !set.stager.target.Equal(want) {
+				t.Errorf("staging starts from %v, want %v", set.stager.target, want)
+			}
 			requireSameAsWritten(t, set, fullInputs(t))
 		})
 	}
@@ -196,7 +206,7 @@ func BenchmarkReasonsQuery(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	optimized, err := optimizeReasons(ctx, l)
+	optimized, _, err := optimizeReasons(ctx, l)
 	if err != nil {
 		b.Fatal(err)
 	}

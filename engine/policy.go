@@ -168,6 +168,9 @@ type loaded struct {
 	store    storage.Store
 	data     map[string]any // the data documents, for a store of one's own
 	compiler *ast.Compiler
+	// support are the optimized reasons' modules (optimize.go), also in
+	// compiler; nil when the set is not optimized.
+	support map[string]*ast.Module
 }
 
 // newStore holds the data documents as AST values, so that evaluations
@@ -246,11 +249,11 @@ func Compile(ctx context.Context, fsys fs.FS) (*PolicySet, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: the policy set must define %s", ErrPolicyLoad, strings.Join(missing, " and "))
 	}
-	optimized, optErr := optimizeReasons(ctx, l)
+	optimized, support, optErr := optimizeReasons(ctx, l)
 	if optErr == nil {
 		// The policy's rules are the same in the optimized reasons'
 		// compiler: it serves every query, and the first is dropped.
-		l.compiler = optimized.compiler
+		l.compiler, l.support = optimized.compiler, support
 	}
 	pq, err := newQuery(l.compiler, l.store, decisionQuery)
 	if err != nil {

@@ -6,7 +6,8 @@ package engine
 // action, the external IDs and the payload's age change. On a payload's
 // StageAfterUses-th decision from the cache, the engine partially evaluates
 // data.verdict.reasons against it with those three unknown (OPA's partial
-// evaluation): every rule whose datapoint conditions fail drops out, known
+// evaluation; it starts from the set's optimized reasons when there are
+// any, optimize.go): every rule whose datapoint conditions fail drops out, known
 // values fold in, and a small residual over input.action is left. Later
 // decisions on that payload evaluate
 //
@@ -102,6 +103,10 @@ type stager struct {
 	// of the reasons for the whole policy set (PolicySet.decisionOf).
 	decisionPure bool
 
+	// target is the reasons partial evaluation starts from: the optimized
+	// ones when the set has them (optimize.go), else the rules as written.
+	target ast.Ref
+
 	mu        sync.Mutex // guards partial, peCompiler and residuals
 	partial   rego.PreparedPartialQuery
 	residuals map[string]*residual
@@ -119,12 +124,20 @@ type residual struct {
 }
 
 func newStager(ctx context.Context, l *loaded) (*stager, error) {
-	peCompiler := compile(copyModules(l.modules))
+	modules := copyModules(l.modules)
+	for name, m := range copyModules(l.support) {
+		modules[name] = m
+	}
+	peCompiler := compile(modules)
 	if peCompiler.Failed() {
 		return nil, fmt.Errorf("compiling for partial evaluation: %w", peCompiler.Errors)
 	}
 	peStore := newStore(l.data) // its AST values are partial evaluation's to write into
-	each := ast.NewBody(ast.NewExpr(ast.NewTerm(reasonsRef.Append(ast.NewTerm(reasonVar)))))
+	target := reasonsRef
+	if len(peCompiler.GetRulesExact(optimizedReasonsRef)) > 0 {
+		target = optimizedReasonsRef // the same reasons, cheaper to stage (optimize.go)
+	}
+	each := ast.NewBody(ast.NewExpr(ast.NewTerm(target.Append(ast.NewTerm(reasonVar)))))
 	pq, err := rego.New(
 		rego.ParsedQuery(each),
 		rego.Compiler(peCompiler),
@@ -134,7 +147,7 @@ func newStager(ctx context.Context, l *loaded) (*stager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("preparing partial evaluation: %w", err)
 	}
-	s := &stager{compiler: l.compiler, peCompiler: peCompiler, store: l.store, partial: pq,
+	s := &stager{compiler: l.compiler, peCompiler: peCompiler, store: l.store, partial: pq, target: target,
 		residuals: map[string]*residual{}}
 	for _, r := range unknownRefs {
 		s.unknowns = append(s.unknowns, ast.NewTerm(r))
