@@ -51,7 +51,7 @@ const maxOptimizedRules = 8
 // optimizedReasonsRef is where the optimized reasons' rules are, when
 // partial evaluation leaves rules: staging partially evaluates them rather
 // than the rules as written (data folded in, helpers inlined: staging is
-// ~15 % cheaper, and the residuals are the same).
+// 8–15 % cheaper, BenchmarkStage; the residuals are the same).
 var optimizedReasonsRef = ast.DefaultRootRef.Append(ast.StringTerm(optimizedNamespace)).Concat(reasonsRef[1:])
 
 // optimizeReasons prepares the reasons query of optimized full evaluation

@@ -235,17 +235,32 @@ func TestEvalStagedLifecycle(t *testing.T) {
 	}
 }
 
+// BenchmarkStage is staging one payload, from the optimized reasons (as
+// served) and, alternately in the same process, from the rules as written.
 func BenchmarkStage(b *testing.B) {
 	ctx := context.Background()
 	set := shippedSet(b)
+	l, err := load(policies.FS())
+	if err != nil {
+		b.Fatal(err)
+	}
+	written, err := newStager(ctx, l) // l has no optimized reasons
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, token := range []string{"demo-human", "demo-vpn"} {
-		b.Run(token, func(b *testing.B) {
-			dp := cachedPayload(b, token)
-			b.ReportAllocs()
-			for b.Loop() {
-				set.stage(ctx, dp, false)
-			}
-		})
+		for _, st := range []struct {
+			name string
+			s    *stager
+		}{{"optimized", set.stager}, {"written", written}} {
+			b.Run(token+"/from="+st.name, func(b *testing.B) {
+				dp := cachedPayload(b, token)
+				b.ReportAllocs()
+				for b.Loop() {
+					st.s.stage(ctx, set, dp, false)
+				}
+			})
+		}
 	}
 }
 
