@@ -96,6 +96,9 @@ type Payload struct {
 	// upstream is the input.upstream term of its latest decision
 	// (upstreamOf).
 	upstream atomic.Pointer[upstreamTerm]
+	// externalIDs is the input.external_ids term of its latest decision
+	// with external IDs (externalIDsOf).
+	externalIDs atomic.Pointer[externalIDsTerm]
 }
 
 // ErrInvalidPayload is wrapped by ParsePayload's errors.

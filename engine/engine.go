@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"runtime"
 	"slices"
 	"time"
@@ -482,25 +483,47 @@ func buildInput(req Request, dp Datapoints) (ast.Value, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: converting action: %w", err)
 	}
-	ids := emptyObject
-	if len(req.ExternalIDs) > 0 {
-		items := make([][2]*ast.Term, 0, len(req.ExternalIDs))
-		for k, v := range req.ExternalIDs {
-			items = append(items, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
-		}
-		ids = ast.ObjectTerm(items...)
-	}
 	datapoints, fingerprint := nullTerm, nullTerm
 	if dp.Payload != nil {
 		datapoints, fingerprint = dp.Payload.term, dp.Payload.fingerprint
 	}
 	return ast.NewObject(
 		ast.Item(actionKey, ast.NewTerm(action)),
-		ast.Item(externalIDsKey, ids),
+		ast.Item(externalIDsKey, externalIDsOf(req.ExternalIDs, dp.Payload)),
 		ast.Item(datapointsKey, datapoints),
 		ast.Item(upstreamKey, upstreamOf(dp)),
 		ast.Item(fingerprintKey, fingerprint),
 	), nil
+}
+
+// externalIDsTerm is input.external_ids as built for a payload's decision.
+type externalIDsTerm struct {
+	ids  map[string]string // a copy
+	term *ast.Term
+}
+
+// externalIDsOf returns input.external_ids for ids. A payload keeps the
+// term of its latest decision with external IDs, which the next decisions
+// with the same IDs share (a token's calls usually carry the same account):
+// terms given to topdown are only read. payload may be nil.
+func externalIDsOf(ids map[string]string, payload *Payload) *ast.Term {
+	if len(ids) == 0 {
+		return emptyObject
+	}
+	if payload != nil {
+		if e := payload.externalIDs.Load(); e != nil && maps.Equal(e.ids, ids) {
+			return e.term
+		}
+	}
+	items := make([][2]*ast.Term, 0, len(ids))
+	for k, v := range ids {
+		items = append(items, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
+	}
+	t := ast.ObjectTerm(items...)
+	if payload != nil {
+		payload.externalIDs.Store(&externalIDsTerm{maps.Clone(ids), t})
+	}
+	return t
 }
 
 // upstreamTerm is input.upstream as built for a payload's decision.

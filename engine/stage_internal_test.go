@@ -479,6 +479,32 @@ func TestUpstreamOf(t *testing.T) {
 	}
 }
 
+func TestExternalIDsOf(t *testing.T) {
+	p := cachedPayload(t, "demo-vpn").Payload
+	ids := map[string]string{"accountId": "1234567890"}
+	first := externalIDsOf(ids, p)
+	if first.String() != `{"accountId": "1234567890"}` {
+		t.Fatalf("input.external_ids = %v", first)
+	}
+	if again := externalIDsOf(map[string]string{"accountId": "1234567890"}, p); again != first {
+		t.Error("the same IDs again: a new term, want the payload's")
+	}
+	ids["accountId"] = "changed by the caller after the decision"
+	if got := externalIDsOf(map[string]string{"accountId": "1234567890"}, p); got != first || got.String() != `{"accountId": "1234567890"}` {
+		t.Errorf("after the caller changed its map: %v (shared %v), want the first term", got, got == first)
+	}
+	other := externalIDsOf(map[string]string{"accountId": "1234567890", "email": "a@example.com"}, p)
+	if other == first || other.String() != `{"accountId": "1234567890", "email": "a@example.com"}` {
+		t.Errorf("other IDs: %v (shared %v)", other, other == first)
+	}
+	if got := externalIDsOf(nil, p); got != emptyObject {
+		t.Errorf("no IDs: %v, want the shared empty object", got)
+	}
+	if a, b := externalIDsOf(ids, nil), externalIDsOf(ids, nil); a == b || a.String() != b.String() {
+		t.Errorf("without a payload: %v and %v, want equal terms, not shared", a, b)
+	}
+}
+
 // TestEvalCancel: topdown is told to stop once the context ends or, within
 // deadlineEvery questions, once the evaluation deadline has passed; never
 // without either.
