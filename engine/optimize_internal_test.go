@@ -98,6 +98,23 @@ tor if input.datapoints.ip.tor == true`},
 	input.upstream.status == "ok"
 	time.now_ns() > 0
 }`},
+		{name: "print", policy: `reasons contains {"code": "x", "effect": "challenge", "message": "m"} if {
+	print("tor", input.datapoints.ip.tor)
+	input.datapoints.ip.tor == true
+}`},
+		{name: "a helper in another package", policy: `import data.lib
+
+reasons contains {"code": "x", "effect": lib.effect(input.action.type), "message": "m"} if lib.risky`,
+			extra: map[string]string{"lib.rego": `package lib
+
+risky if input.datapoints.ip.vpn == true
+
+risky if input.datapoints.bot.result == "bad"
+
+effect("signup") := "deny"
+
+effect(a) := "challenge" if a != "signup"
+`}},
 		{name: "the namespace taken", policy: `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.ip.tor == true`,
 			extra: map[string]string{"q.rego": "package " + optimizedNamespace + ".x\n\ny := 1\n"}, refused: "taken by package"},
 		{name: "helpers that multiply", policy: `reasons contains {"code": "x", "effect": "challenge", "message": "m"} if { a; b; c; d }
