@@ -225,7 +225,11 @@ func (p *PolicySet) checkFastPaths(ctx context.Context, req Request, dp Datapoin
 	if p.byReasons != nil {
 		// The table answers a set of reasons it has not seen with the
 		// decision query, which would hide a difference here.
-		if reasons, err := p.reasonsOf(ctx, p.byReasons.reasons, req, dp); err != nil || !slices.Equal(reasons, want.Reasons) {
+		input, err := buildInput(req, dp)
+		if err != nil {
+			return "", err
+		}
+		if reasons, err := evalReasons(ctx, p.byReasons.reasons, input); err != nil || !slices.Equal(reasons, want.Reasons) {
 			return fmt.Sprintf("full evaluation's reasons query %v = %v (error: %v), the decision query's = %v: a Verdict bug",
 				p.byReasons.reasons.source, reasons, err, want.Reasons), nil
 		}

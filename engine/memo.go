@@ -74,11 +74,7 @@ func (p *PolicySet) decideByReasons(ctx context.Context, reasonsQ, fullQ *query,
 		return Decision{}, err
 	}
 	start := time.Now()
-	_, reasonsT, err := reasonsQ.eval(ctx, input, nil)
-	if err != nil {
-		return Decision{}, p.policyErr(ctx, err)
-	}
-	reasons, err := parseReasons(reasonsT)
+	reasons, err := evalReasons(ctx, reasonsQ, input)
 	if err != nil {
 		return Decision{}, p.policyErr(ctx, err)
 	}
@@ -92,12 +88,9 @@ func (p *PolicySet) decideByReasons(ctx context.Context, reasonsQ, fullQ *query,
 	return d, err
 }
 
-// reasonsOf evaluates q, which binds only the reasons, on req and dp.
-func (p *PolicySet) reasonsOf(ctx context.Context, q *query, req Request, dp Datapoints) ([]Reason, error) {
-	input, err := buildInput(req, dp)
-	if err != nil {
-		return nil, err
-	}
+// evalReasons evaluates q, which binds only the reasons, on input, and
+// checks them.
+func evalReasons(ctx context.Context, q *query, input ast.Value) ([]Reason, error) {
 	_, reasonsT, err := q.eval(ctx, input, nil)
 	if err != nil {
 		return nil, err
