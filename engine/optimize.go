@@ -109,7 +109,7 @@ func optimizeReasons(ctx context.Context, l *loaded) (*query, map[string]*ast.Mo
 	if residualRules > maxOptimizedRules*max(rules, 1) {
 		return nil, nil, fmt.Errorf("partial evaluation left %d rules for the policy's %d", residualRules, rules)
 	}
-	compiler := compile(modules)
+	compiler := compileDerived(modules)
 	if compiler.Failed() {
 		return nil, nil, fmt.Errorf("compiling the residual rules: %w", compiler.Errors)
 	}

@@ -83,6 +83,11 @@ e := "deny" if input.action.type == "signup" else := "challenge" if input.action
 		{name: "function with several bodies", policy: `reasons contains {"code": "x", "effect": f(input.action.type), "message": "m"} if input.datapoints.ip.tor == true
 f("signup") := "deny"
 f(x) := "challenge" if x != "signup"`},
+		{name: "defaults", policy: `reasons contains {"code": "x", "effect": f(input.action.type), "message": msg} if input.datapoints.ip.tor == true
+default f(_) := "challenge"
+f(a) := "deny" if a == "signup"
+default msg := "no currency"
+msg := sprintf("currency %s", [input.action.currency]) if is_string(input.action.currency)`},
 		{name: "every and comprehension", policy: `reasons contains {"code": "x", "effect": "deny", "message": concat(",", ks)} if {
 	ks := [k | some k, v in input.datapoints.ip; v == true]
 	count(ks) > 0

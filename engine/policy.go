@@ -223,8 +223,20 @@ func load(fsys fs.FS) (*loaded, error) {
 // compile compiles parsed modules the way every policy set is compiled:
 // strict, with Verdict's capabilities, print statements kept.
 func compile(modules map[string]*ast.Module) *ast.Compiler {
+	return compileStrict(modules, true)
+}
+
+// compileDerived compiles a policy set's modules with partial evaluation's
+// output (optimize.go) among them. Not strict: that output is not held to
+// authors' rules (it can leave a default function's argument unused), and
+// the policy's own modules passed strict compilation in load.
+func compileDerived(modules map[string]*ast.Module) *ast.Compiler {
+	return compileStrict(modules, false)
+}
+
+func compileStrict(modules map[string]*ast.Module, strict bool) *ast.Compiler {
 	c := ast.NewCompiler().
-		WithStrict(true).
+		WithStrict(strict).
 		WithCapabilities(capabilities).
 		WithEnablePrintStatements(true)
 	c.Compile(modules)

@@ -128,7 +128,7 @@ func newStager(ctx context.Context, l *loaded) (*stager, error) {
 	for name, m := range copyModules(l.support) {
 		modules[name] = m
 	}
-	peCompiler := compile(modules)
+	peCompiler := compileDerived(modules)
 	if peCompiler.Failed() {
 		return nil, fmt.Errorf("compiling for partial evaluation: %w", peCompiler.Errors)
 	}

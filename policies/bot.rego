@@ -21,7 +21,12 @@ reasons contains {
 	action in cfg.known_bot.actions
 }
 
+# bot_type is the bot's type when cside names one. It reads only the
+# datapoints, so its fallback is a default rather than an else: optimized
+# full evaluation can then inline it (docs/policies.md).
+default bot_type := "unknown type"
+
 bot_type := t if {
 	t := input.datapoints.bot.type
 	is_string(t)
-} else := "unknown type"
+}

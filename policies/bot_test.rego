@@ -16,6 +16,13 @@ test_bad_bot_without_type if {
 	r.message == "bad bot detected (unknown type)"
 }
 
+test_bad_bot_with_a_type_not_a_string if {
+	every t in [null, 42, {"name": "selenium"}] {
+		some r in reasons_for(with_dp({"type": "login"}, {"bot": {"result": "bad", "type": t}}))
+		r.message == "bad bot detected (unknown type)"
+	}
+}
+
 test_good_bot_challenged_on_sensitive_actions if {
 	every a in ["login", "signup", "checkout", "password_reset"] {
 		effect_of(with_dp({"type": a}, {"bot": {"result": "good", "type": "googlebot"}}), "known_bot") == "challenge"

@@ -12,6 +12,9 @@ reasons contains {
 	score >= cfg.high_suspect_score.challenge_at
 }
 
+# suspect_effect reads only the datapoints: a default, as bot_type's.
+default suspect_effect(_) := "challenge"
+
 suspect_effect(score) := "deny" if {
 	score >= cfg.high_suspect_score.deny_at
-} else := "challenge"
+}
