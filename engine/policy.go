@@ -223,7 +223,7 @@ func load(fsys fs.FS) (*loaded, error) {
 // compile compiles parsed modules the way every policy set is compiled:
 // strict, with Verdict's capabilities, print statements kept.
 func compile(modules map[string]*ast.Module) *ast.Compiler {
-	return compileStrict(modules, true)
+	return compileModules(modules, true)
 }
 
 // compileDerived compiles a policy set's modules with partial evaluation's
@@ -231,10 +231,10 @@ func compile(modules map[string]*ast.Module) *ast.Compiler {
 // authors' rules (it can leave a default function's argument unused), and
 // the policy's own modules passed strict compilation in load.
 func compileDerived(modules map[string]*ast.Module) *ast.Compiler {
-	return compileStrict(modules, false)
+	return compileModules(modules, false)
 }
 
-func compileStrict(modules map[string]*ast.Module, strict bool) *ast.Compiler {
+func compileModules(modules map[string]*ast.Module, strict bool) *ast.Compiler {
 	c := ast.NewCompiler().
 		WithStrict(strict).
 		WithCapabilities(capabilities).
