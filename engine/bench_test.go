@@ -26,6 +26,8 @@ func BenchmarkEval(b *testing.B) {
 		{"human-login", "demo-human", map[string]any{"type": "login"}},
 		{"vpn-checkout", "demo-vpn", map[string]any{"type": "checkout", "amount": json.Number("900"), "currency": "USD"}},
 		{"bot-signup", "demo-bot", map[string]any{"type": "signup"}},
+		{"tor-checkout", "demo-tor", map[string]any{"type": "checkout", "amount": json.Number("900"), "currency": "USD"}},
+		{"tamper-checkout", "demo-tamper", map[string]any{"type": "checkout", "amount": json.Number("900"), "currency": "USD"}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			raw, _ := csidetest.Payload(bc.token)

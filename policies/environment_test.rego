@@ -32,6 +32,27 @@ test_tampering_with_non_numeric_anomaly_is_challenged if {
 	effect_of(with_dp({"type": "checkout"}, {"environment": {"tampering": true, "anomalyScore": "high"}}), "browser_tampering") == "challenge"
 }
 
+# Every action and anomaly score: exactly one reason, denied only on a deny
+# action at the threshold or above (the three rules exclude each other).
+test_tampering_one_reason_per_action_and_score if {
+	every a in ["login", "signup", "checkout", "password_reset"] {
+		every score in [0, 0.5, 0.89, 0.9, 0.95, "high", null] {
+			rs := [r |
+				some r in reasons_for(with_dp({"type": a}, {"environment": {"tampering": true, "anomalyScore": score}}))
+				r.code == "browser_tampering"
+			]
+			count(rs) == 1
+			rs[0].effect == tampering_effect_want(a, score)
+		}
+	}
+}
+
+tampering_effect_want(a, score) := "deny" if {
+	a == "checkout"
+	is_number(score)
+	score >= 0.9
+} else := "challenge"
+
 test_no_tampering_does_not_fire if {
 	not "browser_tampering" in codes_for(with_dp({"type": "checkout"}, {"environment": {"anomalyScore": 0.99}}))
 }

@@ -57,8 +57,10 @@ currency := c if {
 	is_string(c)
 } else := ""
 
-# effect_for is "deny" when the request's action is in deny_actions, else
-# "challenge".
-effect_for(deny_actions) := "deny" if {
-	action in deny_actions
-} else := "challenge"
+# effect_for is "deny" when the request's action is in deny_actions,
+# "challenge" when it is not. Two bodies that exclude each other, not an
+# else: partial evaluation inlines them, into full evaluation and staging
+# alike (docs/policies.md).
+effect_for(deny_actions) := "deny" if action in deny_actions
+
+effect_for(deny_actions) := "challenge" if not action in deny_actions
