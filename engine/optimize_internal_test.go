@@ -120,6 +120,14 @@ effect("signup") := "deny"
 
 effect(a) := "challenge" if a != "signup"
 `}},
+		{name: "and, or", policy: `import future.keywords.and
+import future.keywords.or
+
+reasons contains {"code": "x", "effect": "challenge", "message": sprintf("on %s", [input.action.type])} if {
+	risky
+	input.action.type == "signup" or input.action.type == "checkout" and input.action.amount >= 500
+}
+risky if input.datapoints.ip.vpn == true or input.datapoints.bot.result == "bad"`},
 		{name: "the namespace taken", policy: `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.ip.tor == true`,
 			extra: map[string]string{"q.rego": "package " + optimizedNamespace + ".x\n\ny := 1\n"}, refused: "taken by package"},
 		{name: "helpers that multiply", policy: `reasons contains {"code": "x", "effect": "challenge", "message": "m"} if { a; b; c; d }

@@ -1,5 +1,7 @@
 package verdict
 
+import future.keywords.or
+
 # browser_tampering: the browser lies about itself (tampered APIs or an
 # anti-detect browser). Denied on the actions in
 # cfg.browser_tampering.deny_actions when the anomaly score reaches
@@ -30,14 +32,8 @@ tampering_reason(effect) := {
 	"message": sprintf("browser tampering (anomaly score %v) on %s", [anomaly_score, action]),
 }
 
-# tampered: either signal. The bodies exclude each other, as anonymized's
-# do (network.rego).
-tampered if input.datapoints.environment.tampering == true
-
-tampered if {
-	input.datapoints.environment.antiDetectBrowser == true
-	not input.datapoints.environment.tampering == true
-}
+# tampered: either signal, or both (one body with `or`: docs/policies.md).
+tampered if input.datapoints.environment.tampering == true or input.datapoints.environment.antiDetectBrowser == true
 
 # anomaly_score reads only the datapoints: a default, as bot_type's.
 default anomaly_score := 0

@@ -1,5 +1,7 @@
 package verdict
 
+import future.keywords.or
+
 # tor_exit: traffic from a Tor exit node. Denied on the actions listed in
 # cfg.tor_exit.deny_actions, challenged otherwise.
 reasons contains {
@@ -42,15 +44,8 @@ reasons contains {
 	input.action.amount >= cfg.anonymizing_proxy.checkout_min_amount
 }
 
-# anonymized: a VPN or a proxy. The bodies exclude each other: optimized
-# full evaluation inlines each into the rules that use anonymized, and a
-# visitor behind both would build the reason twice (docs/policies.md).
-anonymized if input.datapoints.ip.vpn == true
-
-anonymized if {
-	input.datapoints.ip.proxy == true
-	not input.datapoints.ip.vpn == true
-}
+# anonymized: a VPN, a proxy, or both (one body with `or`: docs/policies.md).
+anonymized if input.datapoints.ip.vpn == true or input.datapoints.ip.proxy == true
 
 currency := c if {
 	c := input.action.currency
