@@ -280,21 +280,54 @@ func (s *stager) prepare(body ast.Body) *query {
 
 // residualQuery turns the partial evaluation of data.verdict.reasons[x]
 // (one query per way a reason can still fire) into the staged decision
-// query: the union of one set comprehension per residual query, and the
-// decision rule evaluated with data.verdict.reasons replaced by it.
+// query: the union of the reasons that fire whatever the call (a set
+// literal) and one set comprehension per residual query that still
+// depends on it, and the decision rule evaluated with data.verdict.reasons
+// replaced by that union.
 func residualQuery(queries []ast.Body) ast.Body {
-	union := ast.SetTerm()
-	for i, q := range queries {
-		c := ast.SetComprehensionTerm(ast.NewTerm(reasonVar), dropCopies(q))
-		if i == 0 {
-			union = c
+	var fixed []*ast.Term
+	var union *ast.Term
+	add := func(t *ast.Term) {
+		if union == nil {
+			union = t
 		} else {
-			union = ast.CallTerm(ast.RefTerm(ast.VarTerm(ast.Or.Name)), union, c)
+			union = ast.CallTerm(ast.RefTerm(ast.VarTerm(ast.Or.Name)), union, t)
+		}
+	}
+	for _, q := range queries {
+		q = dropCopies(q)
+		if r := constantReason(q); r != nil {
+			fixed = append(fixed, r)
+			continue
+		}
+		add(ast.SetComprehensionTerm(ast.NewTerm(reasonVar), q))
+	}
+	if len(fixed) > 0 || union == nil {
+		fixed := ast.SetTerm(fixed...)
+		if union == nil {
+			union = fixed
+		} else {
+			union = ast.CallTerm(ast.RefTerm(ast.VarTerm(ast.Or.Name)), fixed, union)
 		}
 	}
 	decision := ast.Equality.Expr(ast.NewTerm(decisionVar), ast.NewTerm(decisionRef))
 	decision.With = []*ast.With{{Target: ast.NewTerm(reasonsRef), Value: ast.NewTerm(reasonsVar)}}
 	return ast.NewBody(ast.Equality.Expr(ast.NewTerm(reasonsVar), union), decision)
+}
+
+// constantReason returns the reason q binds when that is all q does and
+// the reason is a constant ("__verdict_reason__ = {...}", no reference,
+// call or variable in it): a reason the call cannot change, which the
+// staged query then holds as a value instead of evaluating a comprehension
+// for it on every call. Nil otherwise.
+func constantReason(q ast.Body) *ast.Term {
+	if len(q) != 1 || !q[0].IsEquality() || q[0].Negated || len(q[0].With) > 0 || !q[0].Operand(0).Equal(ast.NewTerm(reasonVar)) {
+		return nil
+	}
+	if r := q[0].Operand(1); ast.IsConstant(r.Value) {
+		return r
+	}
+	return nil
 }
 
 // dropCopies removes the copies partial evaluation leaves of the reason a

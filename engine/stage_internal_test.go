@@ -545,3 +545,34 @@ func TestStagingIgnoresTheEvalDeadline(t *testing.T) {
 		}
 	}
 }
+
+// TestResidualQueryFoldsConstantReasons: a residual query that only binds a
+// constant reason becomes a member of a set literal; anything else stays a
+// comprehension, evaluated per call.
+func TestResidualQueryFoldsConstantReasons(t *testing.T) {
+	tests := []struct {
+		queries []string
+		want    string // the union bound to reasons
+	}{
+		{[]string{`__verdict_reason__ = {"code": "a"}`, `__verdict_reason__ = {"code": "b"}`},
+			`{{"code": "a"}, {"code": "b"}}`},
+		{[]string{`__verdict_reason__ = {"code": "a"}`, `input.action.type = "login"; __verdict_reason__ = {"code": "b"}`},
+			`or({{"code": "a"}}, {__verdict_reason__ | input.action.type = "login"; __verdict_reason__ = {"code": "b"}})`},
+		{[]string{`__verdict_reason__ = {"code": sprintf("%s", ["a"])}`},
+			`{__verdict_reason__ | __verdict_reason__ = {"code": sprintf("%s", ["a"])}}`},
+		{[]string{`__verdict_reason__ = {"m": input.action.type}`, `__verdict_reason__ = {"code": "a"} with input.x as 1`},
+			`or({__verdict_reason__ | __verdict_reason__ = {"m": input.action.type}}, {__verdict_reason__ | __verdict_reason__ = {"code": "a"} with input.x as 1})`},
+		{nil, `set()`},
+	}
+	for _, tt := range tests {
+		queries := make([]ast.Body, len(tt.queries))
+		for i, q := range tt.queries {
+			queries[i] = ast.MustParseBody(q)
+		}
+		body := residualQuery(queries)
+		want := ast.MustParseBody("x = " + tt.want)[0].Operand(1)
+		if got := body[0].Operand(1); !got.Equal(want) {
+			t.Errorf("residualQuery(%q) binds reasons to %v, want %v", tt.queries, got, want)
+		}
+	}
+}
