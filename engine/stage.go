@@ -285,30 +285,21 @@ func (s *stager) prepare(body ast.Body) *query {
 // depends on it, and the decision rule evaluated with data.verdict.reasons
 // replaced by that union.
 func residualQuery(queries []ast.Body) ast.Body {
-	var fixed []*ast.Term
-	var union *ast.Term
-	add := func(t *ast.Term) {
-		if union == nil {
-			union = t
-		} else {
-			union = ast.CallTerm(ast.RefTerm(ast.VarTerm(ast.Or.Name)), union, t)
-		}
-	}
+	var fixed, parts []*ast.Term
 	for _, q := range queries {
 		q = dropCopies(q)
 		if r := constantReason(q); r != nil {
 			fixed = append(fixed, r)
-			continue
-		}
-		add(ast.SetComprehensionTerm(ast.NewTerm(reasonVar), q))
-	}
-	if len(fixed) > 0 || union == nil {
-		fixed := ast.SetTerm(fixed...)
-		if union == nil {
-			union = fixed
 		} else {
-			union = ast.CallTerm(ast.RefTerm(ast.VarTerm(ast.Or.Name)), fixed, union)
+			parts = append(parts, ast.SetComprehensionTerm(ast.NewTerm(reasonVar), q))
 		}
+	}
+	if len(fixed) > 0 || len(parts) == 0 {
+		parts = append([]*ast.Term{ast.SetTerm(fixed...)}, parts...)
+	}
+	union := parts[0]
+	for _, p := range parts[1:] {
+		union = ast.CallTerm(ast.RefTerm(ast.VarTerm(ast.Or.Name)), union, p)
 	}
 	decision := ast.Equality.Expr(ast.NewTerm(decisionVar), ast.NewTerm(decisionRef))
 	decision.With = []*ast.With{{Target: ast.NewTerm(reasonsRef), Value: ast.NewTerm(reasonsVar)}}
