@@ -312,13 +312,19 @@ func residualQuery(queries []ast.Body) ast.Body {
 // staged query then holds as a value instead of evaluating a comprehension
 // for it on every call. Nil otherwise.
 func constantReason(q ast.Body) *ast.Term {
-	if len(q) != 1 || !q[0].IsEquality() || q[0].Negated || len(q[0].With) > 0 || !q[0].Operand(0).Equal(ast.NewTerm(reasonVar)) {
+	if len(q) != 1 || q[0].Negated || !bindsReason(q[0]) {
 		return nil
 	}
 	if r := q[0].Operand(1); ast.IsConstant(r.Value) {
 		return r
 	}
 	return nil
+}
+
+// bindsReason reports whether e is "__verdict_reason__ = X", without with,
+// as partial evaluation writes the reason a residual query binds.
+func bindsReason(e *ast.Expr) bool {
+	return e.IsEquality() && len(e.With) == 0 && e.Operand(0).Equal(ast.NewTerm(reasonVar))
 }
 
 // dropCopies removes the copies partial evaluation leaves of the reason a
@@ -329,7 +335,7 @@ func constantReason(q ast.Body) *ast.Term {
 func dropCopies(q ast.Body) ast.Body {
 	var bound *ast.Term
 	for _, e := range q {
-		if e.IsEquality() && len(e.With) == 0 && e.Operand(0).Equal(ast.NewTerm(reasonVar)) {
+		if bindsReason(e) {
 			bound = e.Operand(1)
 		}
 	}
