@@ -24,12 +24,11 @@ pairs=${3:-5}
 duration=${4:-8s}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+. bench/lib.sh
 
-command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
+ensure_wrk
 go build -o "$work/verdict" ./cmd/verdict
-printf 'bench:bench_key_0123456789abcdef\n' >"$work/keys.txt"
-printf 'ops:ops_key_0123456789abcdef\n' >"$work/admin-keys.txt"
-export VERDICT_KEY=bench_key_0123456789abcdef
+keys_in "$work"
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 ticks_per_s=$(getconf CLK_TCK)
@@ -37,26 +36,13 @@ ticks_per_s=$(getconf CLK_TCK)
 # once CONFIG: starts Verdict with CONFIG, warms the demo tokens, prints wrk's
 # req/s and the server's CPU µs per request.
 once() {
-	local bin="$work/verdict" envs=() flags=()
-	for word in $1; do
-		case $word in
-		/*) bin=$word ;;
-		-*) flags+=("$word") ;; # before *=*: --staging=false is a flag
-		*=*) envs+=("$word") ;;
-		*) flags+=("$word") ;;
-		esac
-	done
-	env "${envs[@]}" "$bin" serve --demo --addr 127.0.0.1:18503 --admin-addr 127.0.0.1:18504 \
+	split_config "$1" "$work/verdict"
+	env "${config_env[@]}" "$config_bin" serve --demo --addr 127.0.0.1:18503 --admin-addr 127.0.0.1:18504 \
 		--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
-		--decision-log "$work/decisions.log" --log-level info "${flags[@]}" 2>"$work/verdict.log" &
+		--decision-log "$work/decisions.log" --log-level info "${config_flags[@]}" 2>"$work/verdict.log" &
 	local pid=$!
-	for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18503/healthz && break; sleep 0.1; done
-	for t in demo-vpn demo-human demo-bot demo-tor demo-tamper; do
-		for _ in 1 2 3; do
-			curl -fs http://127.0.0.1:18503/decide -H "Authorization: Bearer $VERDICT_KEY" -H 'Content-Type: application/json' \
-				-d "{\"token\":\"$t\",\"action\":{\"type\":\"login\"}}" >/dev/null || { echo "FAILED: Verdict ($1) does not decide" >&2; exit 1; }
-		done
-	done
+	wait_up http://127.0.0.1:18503/healthz
+	warm http://127.0.0.1:18503/decide "Verdict ($1)"
 	local before after
 	before=$(cpu_ticks "$pid")
 	wrk -t1 -c16 -d"$duration" -s bench/lua/verdict.lua http://127.0.0.1:18503/decide >"$work/wrk.out"

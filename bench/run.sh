@@ -32,24 +32,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! command -v wrk >/dev/null; then
-	echo "installing wrk" >&2
-	(apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; })
-fi
+. bench/lib.sh
+ensure_wrk
 echo "building" >&2
 GOBIN="$work/bin" go install github.com/open-policy-agent/opa@v1.22.3
 go build -o "$work/bin/verdict" ./cmd/verdict
 go build -o "$work/bin/harness" ./bench/harness
-
-# wait_up URL: fail loudly if a server does not come up within 30 s.
-wait_up() {
-	for _ in $(seq 300); do
-		if curl -s -o /dev/null "$1"; then return 0; fi
-		sleep 0.1
-	done
-	echo "FAILED: nothing answers at $1" >&2
-	exit 1
-}
 
 # cpu_ticks PID: the CPU time (user + system, in clock ticks) the process has used.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -61,7 +49,7 @@ declare -A metrics_of # server name -> its /metrics URL, for the bytes it alloca
 # go_memstats_alloc_bytes_total), empty for a server without metrics.
 alloc_bytes() {
 	[ -n "${metrics_of[$1]:-}" ] || return 0
-	curl -fs -H "Authorization: Bearer ops_key_0123456789abcdef" "${metrics_of[$1]}" |
+	curl -fs -H "Authorization: Bearer $ADMIN_KEY" "${metrics_of[$1]}" |
 		awk '$1 == "go_memstats_alloc_bytes_total" { printf "%.0f", $2 }'
 }
 
@@ -107,9 +95,7 @@ export OPA_INPUT="$work/opa-input.json"
 
 # Verdict as in production: API keys, the admin listener (metrics), the
 # decision log to a file and the access log (info level) to a file.
-printf 'bench:bench_key_0123456789abcdef\n' >"$work/keys.txt"
-printf 'ops:ops_key_0123456789abcdef\n' >"$work/admin-keys.txt"
-export VERDICT_KEY=bench_key_0123456789abcdef
+keys_in "$work"
 # verdict NAME PORT ADMIN_PORT [FLAGS...]: starts a Verdict and warms the demo tokens.
 verdict() {
 	local name=$1 port=$2 admin=$3
@@ -120,13 +106,7 @@ verdict() {
 	pid_of[$name]=$!
 	metrics_of[$name]=http://127.0.0.1:$admin/metrics
 	wait_up "http://127.0.0.1:$port/healthz"
-	for t in demo-vpn demo-human demo-bot demo-tor demo-tamper; do
-		for _ in 1 2 3; do # a token is staged from its second decision from the cache on
-			curl -fs "http://127.0.0.1:$port/decide" -H "Authorization: Bearer $VERDICT_KEY" \
-				-H 'Content-Type: application/json' -d "{\"token\":\"$t\",\"action\":{\"type\":\"login\"}}" >/dev/null \
-				|| { echo "FAILED: $name does not decide" >&2; exit 1; }
-		done
-	done
+	warm "http://127.0.0.1:$port/decide" "$name"
 }
 verdict verdict-warm 18303 18306
 verdict verdict-nostage 18307 18308 --staging=false

@@ -1,0 +1,56 @@
+# Shared by the bench/ scripts (sourced, not run). The working directory is
+# the repository's root.
+
+# The API keys every script's Verdict runs with, in files under a work
+# directory (keys_in DIR writes them).
+export VERDICT_KEY=bench_key_0123456789abcdef
+ADMIN_KEY=ops_key_0123456789abcdef
+keys_in() {
+	printf 'bench:%s\n' "$VERDICT_KEY" >"$1/keys.txt"
+	printf 'ops:%s\n' "$ADMIN_KEY" >"$1/admin-keys.txt"
+}
+
+# ensure_wrk: installs wrk from Debian's packages when it is missing.
+ensure_wrk() {
+	command -v wrk >/dev/null && return 0
+	echo "installing wrk" >&2
+	apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
+}
+
+# wait_up URL: fails loudly if nothing answers at URL within 30 s.
+wait_up() {
+	for _ in $(seq 300); do
+		if curl -s -o /dev/null "$1"; then return 0; fi
+		sleep 0.1
+	done
+	echo "FAILED: nothing answers at $1" >&2
+	exit 1
+}
+
+# warm URL NAME: decides each demo token three times at URL (a /decide):
+# fetched, then cached, then staged. Fails loudly if NAME does not decide.
+warm() {
+	for t in demo-vpn demo-human demo-bot demo-tor demo-tamper; do
+		for _ in 1 2 3; do
+			curl -fs "$1" -H "Authorization: Bearer $VERDICT_KEY" -H 'Content-Type: application/json' \
+				-d "{\"token\":\"$t\",\"action\":{\"type\":\"login\"}}" >/dev/null ||
+				{ echo "FAILED: $2 does not decide" >&2; exit 1; }
+		done
+	done
+}
+
+# split_config CONFIG DEFAULT_BIN: splits a configuration as bench/ab.sh
+# takes it (environment assignments, `verdict serve` flags, and a binary path
+# as a word starting with /) into the arrays config_env and config_flags and
+# the variable config_bin.
+split_config() {
+	config_bin=$2 config_env=() config_flags=()
+	for word in $1; do
+		case $word in
+		/*) config_bin=$word ;;
+		-*) config_flags+=("$word") ;; # before *=*: --staging=false is a flag
+		*=*) config_env+=("$word") ;;
+		*) config_flags+=("$word") ;;
+		esac
+	done
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The server's own tail: Verdict's p99 at half its saturation rate, with the
+# machine's share of the tail taken out as far as two cores allow. The
+# server runs alone on the last core (GOMAXPROCS=1, as in a container with a
+# one-CPU limit), the load generators (wrk, then the harness's pacer) on
+# core 0, so neither waits for the other's time slice; bench/run.sh, with
+# everything sharing both cores, measures the Gin no-op server's own p99 at
+# 2-3 ms at those rates, this layout at about 1 ms.
+#
+#   bench/tail.sh [config] [rounds] [duration]     (defaults: '', 4, 6s)
+#
+# config is one Verdict configuration as bench/ab.sh takes it (environment,
+# `verdict serve` flags, a binary path), on top of bench/run.sh's production
+# configuration (API keys, metrics, decision and access logs to files):
+#
+#   bench/tail.sh '--gc-heap-floor 128MiB'
+#
+# Steps: saturate Verdict with wrk for [duration] (req/s), then, [rounds]
+# times, pace the no-op server and Verdict in turn at half that rate, open
+# loop, for [duration] each. Prints each round's p50 / p99 / p99.9 of both
+# and the garbage collections Verdict ran during its paced run (from its
+# metrics), then the median p99s. Installs wrk when it is missing; needs
+# taskset (util-linux) and at least two cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config=${1:-}
+rounds=${2:-4}
+duration=${3:-6s}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+. bench/lib.sh
+
+cores=$(nproc)
+[ "$cores" -ge 2 ] || { echo "FAILED: bench/tail.sh needs two cores, this machine has $cores" >&2; exit 1; }
+command -v taskset >/dev/null || { echo "FAILED: bench/tail.sh needs taskset (Debian: util-linux)" >&2; exit 1; }
+server_core=$((cores - 1))
+ensure_wrk
+echo "building" >&2
+go build -o "$work/verdict" ./cmd/verdict
+go build -o "$work/harness" ./bench/harness
+keys_in "$work"
+
+GOMAXPROCS=1 taskset -c "$server_core" "$work/harness" noop 127.0.0.1:18601 >/dev/null 2>&1 &
+wait_up http://127.0.0.1:18601/
+
+split_config "$config" "$work/verdict"
+env GOMAXPROCS=1 "${config_env[@]}" taskset -c "$server_core" "$config_bin" serve --demo \
+	--addr 127.0.0.1:18603 --admin-addr 127.0.0.1:18604 \
+	--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
+	--decision-log "$work/decisions.log" --log-level info "${config_flags[@]}" 2>"$work/verdict.log" &
+wait_up http://127.0.0.1:18603/healthz
+warm http://127.0.0.1:18603/decide "Verdict ($config)"
+
+# gcs: how many collections Verdict has run (go_gc_duration_seconds_count).
+gcs() {
+	curl -fs -H "Authorization: Bearer $ADMIN_KEY" http://127.0.0.1:18604/metrics |
+		awk '$1 == "go_gc_duration_seconds_count" { print $2 }'
+}
+# pace URL RATE: the pacer on core 0, one P: "p50 p99 p99.9 failures lag".
+pace() { GOMAXPROCS=1 taskset -c 0 "$work/harness" pace "$1" "$2" "$duration"; }
+
+echo "saturating Verdict ($duration, 16 connections, wrk on core 0)" >&2
+rate=$(taskset -c 0 wrk -t1 -c16 -d"$duration" -s bench/lua/verdict.lua http://127.0.0.1:18603/decide |
+	awk '/Requests\/sec/ { printf "%d", $2 / 2 }')
+[ "${rate:-0}" -gt 0 ] || { echo "FAILED: wrk measured no rate" >&2; exit 1; }
+echo "Verdict saturates at $((rate * 2)) req/s on one core; pacing both servers at $rate req/s" >&2
+
+printf "%-6s %28s %28s %5s\n" round "no-op p50 / p99 / p99.9" "Verdict p50 / p99 / p99.9" GCs
+for round in $(seq "$rounds"); do
+	read -r n50 n99 n999 nerr _ < <(pace http://127.0.0.1:18601/decide "$rate") ||
+		{ echo "FAILED: pacing the no-op server" >&2; exit 1; }
+	before=$(gcs)
+	read -r v50 v99 v999 verr _ < <(pace http://127.0.0.1:18603/decide "$rate") ||
+		{ echo "FAILED: pacing Verdict" >&2; exit 1; }
+	after=$(gcs)
+	[ "$nerr" = 0 ] && [ "$verr" = 0 ] || { echo "FAILED: $nerr no-op and $verr Verdict requests failed" >&2; exit 1; }
+	printf "%-6s %28s %28s %5s\n" "$round" "$n50 / $n99 / $n999" "$v50 / $v99 / $v999" "$((after - before))"
+	echo "$n99 $v99" >>"$work/p99"
+done
+# median COLUMN: the median of the rounds' p99s in the column (1 no-op, 2 Verdict).
+median() { tr -d 'ms' <"$work/p99" | awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.2fms", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+echo "median p99 at $rate req/s (half of Verdict's one-core saturation): no-op $(median 1), Verdict $(median 2)"
