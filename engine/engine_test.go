@@ -368,6 +368,8 @@ func TestReloadSwapsOnlyOnSuccess(t *testing.T) {
 		{"syntax error", files("p.rego", "package verdict\n\ndecision := \n"), engine.ErrPolicyLoad},
 		{"contract break", files("p.rego", "package verdict\n\ndecision := \"maybe\"\n\nreasons := set()\n"), engine.ErrContract},
 		{"failing test", files("p.rego", denyAll, "p_test.rego", "package verdict_test\n\nimport data.verdict\n\ntest_allows if verdict.decision == \"allow\"\n"), engine.ErrTestsFailed},
+		// Serving compiles without the tests (servingModules); the gate compiles them.
+		{"compile error in a test file", files("p.rego", denyAll, "p_test.rego", "package verdict_test\n\ntest_x if undefined_function(1)\n"), engine.ErrPolicyLoad},
 		{"failing golden case", files("p.rego", denyAll, "testdata/c.yaml", "cases:\n- name: allow login\n  upstream: not_found\n  action: {type: login}\n  want: {decision: allow}\n"), engine.ErrTestsFailed},
 	}
 	for _, b := range broken {
