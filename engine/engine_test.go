@@ -28,13 +28,8 @@ default decision := "allow"
 reasons := set()
 `
 
-func files(kv ...string) fstest.MapFS {
-	fs := fstest.MapFS{}
-	for i := 0; i < len(kv); i += 2 {
-		fs[kv[i]] = &fstest.MapFile{Data: []byte(kv[i+1])}
-	}
-	return fs
-}
+// files is a policy directory of the named files' contents.
+var files = engine.PolicyFS
 
 func TestCompileRejectsBadPolicySets(t *testing.T) {
 	tests := []struct {

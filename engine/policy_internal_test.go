@@ -7,6 +7,9 @@ import (
 	"testing/fstest"
 )
 
+// PolicyFS is policyFS for the tests of package engine_test.
+var PolicyFS = policyFS
+
 // policyFS is a policy directory of the named files' contents.
 func policyFS(kv ...string) fstest.MapFS {
 	fs := fstest.MapFS{}
