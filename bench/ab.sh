@@ -30,17 +30,11 @@ ensure_wrk
 go build -o "$work/verdict" ./cmd/verdict
 keys_in "$work"
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-ticks_per_s=$(getconf CLK_TCK)
-
 # once CONFIG: starts Verdict with CONFIG, warms the demo tokens, prints wrk's
 # req/s and the server's CPU µs per request.
 once() {
-	split_config "$1" "$work/verdict"
-	env "${config_env[@]}" "$config_bin" serve --demo --addr 127.0.0.1:18503 --admin-addr 127.0.0.1:18504 \
-		--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
-		--decision-log "$work/decisions.log" --log-level info "${config_flags[@]}" 2>"$work/verdict.log" &
-	local pid=$!
+	start_verdict "$work" verdict 127.0.0.1:18503 127.0.0.1:18504 "$1"
+	local pid=$verdict_pid
 	wait_up http://127.0.0.1:18503/healthz
 	warm http://127.0.0.1:18503/decide "Verdict ($1)"
 	local before after

@@ -27,6 +27,15 @@ wait_up() {
 	exit 1
 }
 
+# port_free ADDR: fails loudly if something already answers at ADDR (a server
+# left from an earlier run would be measured instead of the new one).
+port_free() {
+	if curl -s -o /dev/null --max-time 1 "http://$1/"; then
+		echo "FAILED: something already answers at $1" >&2
+		exit 1
+	fi
+}
+
 # warm URL NAME: decides each demo token three times at URL (a /decide):
 # fetched, then cached, then staged. Fails loudly if NAME does not decide.
 warm() {
@@ -54,3 +63,26 @@ split_config() {
 		esac
 	done
 }
+
+# start_verdict WORK NAME ADDR ADMIN_ADDR CONFIG [LAUNCHER...]: starts
+# `verdict serve --demo` at ADDR, its admin routes and metrics at ADMIN_ADDR,
+# in the production configuration every script measures: the API keys of
+# keys_in WORK, the decision log to WORK/NAME-decisions.log and the access
+# log (info level) to WORK/NAME.log. CONFIG goes on top (split_config; the
+# binary defaults to WORK/verdict); LAUNCHER, if given, runs it (taskset -c 1).
+# Sets verdict_pid.
+start_verdict() {
+	local work=$1 name=$2 addr=$3 admin=$4
+	port_free "$addr"
+	split_config "$5" "$work/verdict"
+	shift 5
+	env "${config_env[@]}" "$@" "$config_bin" serve --demo --addr "$addr" --admin-addr "$admin" \
+		--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
+		--decision-log "$work/$name-decisions.log" --log-level info "${config_flags[@]}" 2>"$work/$name.log" &
+	verdict_pid=$!
+}
+
+# cpu_ticks PID: the CPU time (user + system, in clock ticks) the process has
+# used; ticks_per_s converts it.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks_per_s=$(getconf CLK_TCK)

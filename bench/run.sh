@@ -39,9 +39,6 @@ GOBIN="$work/bin" go install github.com/open-policy-agent/opa@v1.22.3
 go build -o "$work/bin/verdict" ./cmd/verdict
 go build -o "$work/bin/harness" ./bench/harness
 
-# cpu_ticks PID: the CPU time (user + system, in clock ticks) the process has used.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-ticks_per_s=$(getconf CLK_TCK)
 declare -A pid_of     # server name -> its process, whose CPU time run measures
 declare -A metrics_of # server name -> its /metrics URL, for the bytes it allocates
 
@@ -78,6 +75,7 @@ run() {
 
 # Start every server first, then drive them in turn, ROUNDS times: rows
 # measured far apart would see the shared machine in different moods.
+port_free 127.0.0.1:18301
 "$work/bin/harness" noop 127.0.0.1:18301 & pids+=($!)
 pid_of[ceiling]=$!
 wait_up http://127.0.0.1:18301/
@@ -85,6 +83,7 @@ wait_up http://127.0.0.1:18301/
 mkdir "$work/opa-policies"
 cp policies/*.rego policies/data.json bench/opa/result.rego "$work/opa-policies/"
 "$work/bin/harness" opa-input demo-vpn >"$work/opa-input.json"
+port_free 127.0.0.1:18302
 "$work/bin/opa" run --server --addr 127.0.0.1:18302 --log-level error "$work/opa-policies" & pids+=($!)
 pid_of[opa]=$!
 metrics_of[opa]=http://127.0.0.1:18302/metrics
@@ -100,10 +99,9 @@ keys_in "$work"
 verdict() {
 	local name=$1 port=$2 admin=$3
 	shift 3
-	"$work/bin/verdict" serve --demo --addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin" \
-		--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
-		--decision-log "$work/$name-decisions.log" --log-level info "$@" 2>"$work/$name.log" & pids+=($!)
-	pid_of[$name]=$!
+	start_verdict "$work" "$name" "127.0.0.1:$port" "127.0.0.1:$admin" "$work/bin/verdict $*"
+	pids+=("$verdict_pid")
+	pid_of[$name]=$verdict_pid
 	metrics_of[$name]=http://127.0.0.1:$admin/metrics
 	wait_up "http://127.0.0.1:$port/healthz"
 	warm "http://127.0.0.1:$port/decide" "$name"
@@ -112,8 +110,10 @@ verdict verdict-warm 18303 18306
 verdict verdict-nostage 18307 18308 --staging=false
 verdict verdict-memo 18309 18310 --decision-memo
 
+port_free 127.0.0.1:18304
 "$work/bin/harness" fake 127.0.0.1:18304 20ms & pids+=($!)
 wait_up http://127.0.0.1:18304/
+port_free 127.0.0.1:18305
 "$work/bin/verdict" serve --addr 127.0.0.1:18305 --admin-addr off --insecure-no-auth --log-level error \
 	--cside-url http://127.0.0.1:18304 2>"$work/verdict-cold.log" & pids+=($!)
 pid_of[verdict-cold]=$!

@@ -40,14 +40,11 @@ go build -o "$work/verdict" ./cmd/verdict
 go build -o "$work/harness" ./bench/harness
 keys_in "$work"
 
+port_free 127.0.0.1:18601
 GOMAXPROCS=1 taskset -c "$server_core" "$work/harness" noop 127.0.0.1:18601 >/dev/null 2>&1 &
 wait_up http://127.0.0.1:18601/
 
-split_config "$config" "$work/verdict"
-env GOMAXPROCS=1 "${config_env[@]}" taskset -c "$server_core" "$config_bin" serve --demo \
-	--addr 127.0.0.1:18603 --admin-addr 127.0.0.1:18604 \
-	--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
-	--decision-log "$work/decisions.log" --log-level info "${config_flags[@]}" 2>"$work/verdict.log" &
+start_verdict "$work" verdict 127.0.0.1:18603 127.0.0.1:18604 "GOMAXPROCS=1 $config" taskset -c "$server_core"
 wait_up http://127.0.0.1:18603/healthz
 warm http://127.0.0.1:18603/decide "Verdict ($config)"
 
