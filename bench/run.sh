@@ -10,7 +10,8 @@
 # Prints one table: req/s, p50, p99, Verdict's ratios to OPA and to the ceiling, each server's CPU
 # time per request (from /proc, so Linux only) with OPA's divided by it, and the memory it allocated per
 # request (from its Prometheus metrics, where it has them: what sets the garbage collector's pace);
-# then the paced latencies.
+# then the paced latencies, and, on a machine with two cores or more, the same paced measurement with
+# each server alone on a core and the load generator on another (bench/tail.sh, 3 rounds).
 # Installs what it needs: wrk (Debian) and opa v1.22.3 (go install).
 #
 #   bench/run.sh [duration] [connections] [rounds]     (defaults: 10s 16 1)
@@ -161,3 +162,14 @@ printf "verdict-warm at half its saturation rate (%s req/s, open loop): p50 %s, 
 	"$half" "$half_p50" "$half_p99" "$half_p999" "$half_errs" "$half_lag"
 printf "ceiling server at the same rate:                          p50 %s, p99 %s, p99.9 %s, %s failed (sender at most %s late)\n" \
 	"$noop_p50" "$noop_p99" "$noop_p999" "$noop_errs" "$noop_lag"
+
+# The tail with the machine's share taken out: the servers above stop, and
+# bench/tail.sh paces a fresh Verdict and no-op server, each alone on a core.
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	pids=()
+	echo "pacing again, each server alone on a core (bench/tail.sh, 3 rounds of $duration)" >&2
+	tail_line=$(bench/tail.sh "" 3 "$duration" | tail -n 1)
+	printf "each server alone on a core, the load generator on another: %s\n" "${tail_line#median }"
+fi
