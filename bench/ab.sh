@@ -35,8 +35,6 @@ keys_in "$work"
 once() {
 	start_verdict "$work" verdict 127.0.0.1:18503 127.0.0.1:18504 "$1"
 	local pid=$verdict_pid
-	wait_up http://127.0.0.1:18503/healthz
-	warm http://127.0.0.1:18503/decide "Verdict ($1)"
 	local before after
 	before=$(cpu_ticks "$pid")
 	wrk -t1 -c16 -d"$duration" -s bench/lua/verdict.lua http://127.0.0.1:18503/decide >"$work/wrk.out"

@@ -70,9 +70,10 @@ split_config() {
 # keys_in WORK, the decision log to WORK/NAME-decisions.log and the access
 # log (info level) to WORK/NAME.log. CONFIG goes on top (split_config; the
 # binary defaults to WORK/verdict); LAUNCHER, if given, runs it (taskset -c 1).
-# Sets verdict_pid.
+# Returns once it answers and has decided each demo token (warm); sets
+# verdict_pid.
 start_verdict() {
-	local work=$1 name=$2 addr=$3 admin=$4
+	local work=$1 name=$2 addr=$3 admin=$4 config_desc=${5:-default configuration}
 	port_free "$addr"
 	split_config "$5" "$work/verdict"
 	shift 5
@@ -80,6 +81,8 @@ start_verdict() {
 		--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
 		--decision-log "$work/$name-decisions.log" --log-level info "${config_flags[@]}" 2>"$work/$name.log" &
 	verdict_pid=$!
+	wait_up "http://$addr/healthz"
+	warm "http://$addr/decide" "$name ($config_desc)"
 }
 
 # cpu_ticks PID: the CPU time (user + system, in clock ticks) the process has

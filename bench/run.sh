@@ -25,10 +25,13 @@ duration=${1:-10s}
 conns=${2:-16}
 rounds=${3:-1}
 work=$(mktemp -d)
-pids=()
-cleanup() {
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+# stop_servers: stops every server this script started (its background jobs).
+stop_servers() {
+	kill $(jobs -p) 2>/dev/null || true
 	wait 2>/dev/null || true
+}
+cleanup() {
+	stop_servers
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -77,7 +80,7 @@ run() {
 # Start every server first, then drive them in turn, ROUNDS times: rows
 # measured far apart would see the shared machine in different moods.
 port_free 127.0.0.1:18301
-"$work/bin/harness" noop 127.0.0.1:18301 & pids+=($!)
+"$work/bin/harness" noop 127.0.0.1:18301 &
 pid_of[ceiling]=$!
 wait_up http://127.0.0.1:18301/
 
@@ -85,7 +88,7 @@ mkdir "$work/opa-policies"
 cp policies/*.rego policies/data.json bench/opa/result.rego "$work/opa-policies/"
 "$work/bin/harness" opa-input demo-vpn >"$work/opa-input.json"
 port_free 127.0.0.1:18302
-"$work/bin/opa" run --server --addr 127.0.0.1:18302 --log-level error "$work/opa-policies" & pids+=($!)
+"$work/bin/opa" run --server --addr 127.0.0.1:18302 --log-level error "$work/opa-policies" &
 pid_of[opa]=$!
 metrics_of[opa]=http://127.0.0.1:18302/metrics
 wait_up http://127.0.0.1:18302/health
@@ -101,22 +104,19 @@ verdict() {
 	local name=$1 port=$2 admin=$3
 	shift 3
 	start_verdict "$work" "$name" "127.0.0.1:$port" "127.0.0.1:$admin" "$work/bin/verdict $*"
-	pids+=("$verdict_pid")
 	pid_of[$name]=$verdict_pid
 	metrics_of[$name]=http://127.0.0.1:$admin/metrics
-	wait_up "http://127.0.0.1:$port/healthz"
-	warm "http://127.0.0.1:$port/decide" "$name"
 }
 verdict verdict-warm 18303 18306
 verdict verdict-nostage 18307 18308 --staging=false
 verdict verdict-memo 18309 18310 --decision-memo
 
 port_free 127.0.0.1:18304
-"$work/bin/harness" fake 127.0.0.1:18304 20ms & pids+=($!)
+"$work/bin/harness" fake 127.0.0.1:18304 20ms &
 wait_up http://127.0.0.1:18304/
 port_free 127.0.0.1:18305
 "$work/bin/verdict" serve --addr 127.0.0.1:18305 --admin-addr off --insecure-no-auth --log-level error \
-	--cside-url http://127.0.0.1:18304 2>"$work/verdict-cold.log" & pids+=($!)
+	--cside-url http://127.0.0.1:18304 2>"$work/verdict-cold.log" &
 pid_of[verdict-cold]=$!
 wait_up http://127.0.0.1:18305/healthz
 
@@ -166,9 +166,7 @@ printf "ceiling server at the same rate:                          p50 %s, p99 %s
 # The tail with the machine's share taken out: the servers above stop, and
 # bench/tail.sh paces a fresh Verdict and no-op server, each alone on a core.
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	pids=()
+	stop_servers
 	echo "pacing again, each server alone on a core (bench/tail.sh, 3 rounds of $duration)" >&2
 	tail_line=$(bench/tail.sh "" 3 "$duration" | tail -n 1)
 	printf "each server alone on a core, the load generator on another: %s\n" "${tail_line#median }"

@@ -45,8 +45,6 @@ GOMAXPROCS=1 taskset -c "$server_core" "$work/harness" noop 127.0.0.1:18601 >/de
 wait_up http://127.0.0.1:18601/
 
 start_verdict "$work" verdict 127.0.0.1:18603 127.0.0.1:18604 "GOMAXPROCS=1 $config" taskset -c "$server_core"
-wait_up http://127.0.0.1:18603/healthz
-warm http://127.0.0.1:18603/decide "Verdict ($config)"
 
 # gcs: how many collections Verdict has run (go_gc_duration_seconds_count).
 gcs() {
