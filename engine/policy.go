@@ -259,24 +259,18 @@ func servingModules(modules map[string]*ast.Module) map[string]*ast.Module {
 
 // reached reports whether any of modules is in package pkg, below or above
 // it, or refers to a document of data that pkg's rules may define: a ref
-// whose ground prefix is a prefix of pkg (data, data[x]) or under it.
+// (an import's path included) whose ground prefix is a prefix of pkg (data,
+// data[x]) or under it.
 func reached(pkg ast.Ref, modules map[string]*ast.Module) bool {
-	found := false
 	for _, m := range modules {
 		if m.Package.Path.HasPrefix(pkg) || pkg.HasPrefix(m.Package.Path) {
 			return true
 		}
+		found := false
 		ast.WalkRefs(m, func(r ast.Ref) bool {
-			if r.HasPrefix(ast.DefaultRootRef) && (r.HasPrefix(pkg) || pkg.HasPrefix(r.GroundPrefix())) {
-				found = true
-			}
+			found = found || r.HasPrefix(ast.DefaultRootRef) && (r.HasPrefix(pkg) || pkg.HasPrefix(r.GroundPrefix()))
 			return found
 		})
-		for _, imp := range m.Imports {
-			if r, ok := imp.Path.Value.(ast.Ref); ok && r.HasPrefix(ast.DefaultRootRef) && (r.HasPrefix(pkg) || pkg.HasPrefix(r)) {
-				found = true
-			}
-		}
 		if found {
 			return true
 		}
