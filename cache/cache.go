@@ -41,9 +41,9 @@ const (
 // ristretto bookkeeping excluded (ristretto adds that itself).
 const entryOverhead = 96
 
-// expectedEntryBytes is a typical entry's cost (a ~1.5 KB payload, raw and
-// parsed), used only to size ristretto's admission counters.
-const expectedEntryBytes = 8 << 10
+// expectedEntryBytes is a typical entry's cost (a ~1.6 KB raw payload and
+// engine.PayloadOverhead), used only to size ristretto's admission counters.
+const expectedEntryBytes = 3 << 10
 
 // Fetcher asks the upstream. csideclient.Client implements it. Errors must
 // wrap csideclient.ErrNotFound, ErrRejected or ErrUnavailable; any other

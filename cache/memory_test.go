@@ -32,10 +32,11 @@ func (t inMemory) RoundTrip(r *http.Request) (*http.Response, error) {
 //
 //   - live heap (after GC) within MaxCostBytes of the baseline: entry costs
 //     account for the memory entries really hold;
-//   - heap in use within 4 times that: the parsed payloads are many small
-//     objects, and evicting them in random order leaves spans partly used
-//     (measured here: 2-3x live under concurrent churn), but that
-//     fragmentation stays bounded too (docs/resilience.md).
+//   - heap in use within 4 times that: each lookup leaves garbage (the
+//     payload's parsed tree, which the cache does not keep: engine.Payload),
+//     and evicting entries in random order leaves spans partly used
+//     (measured here: ~2x live under concurrent churn), but both stay
+//     bounded (docs/resilience.md).
 //
 // Under the race detector, which makes this slow, it streams 25k tokens
 // through an 8 MiB cache instead.

@@ -225,7 +225,7 @@ func (p *PolicySet) checkFastPaths(ctx context.Context, req Request, dp Datapoin
 	if p.byReasons != nil {
 		// The table answers a set of reasons it has not seen with the
 		// decision query, which would hide a difference here.
-		input, err := buildInput(req, dp)
+		input, err := buildInput(req, dp, true)
 		if err != nil {
 			return "", err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -80,25 +81,58 @@ type Source interface {
 	Identify(ctx context.Context, token string) Identity
 }
 
-// Payload is a cside datapoint bundle parsed once into the form the policy
-// evaluator consumes, so a cached token is never parsed again. A Payload is
-// immutable and safe for concurrent use.
+// Payload is a cside datapoint bundle, validated and parsed once, as a
+// cache keeps it. A Payload is immutable and safe for concurrent use.
+//
+// It holds its parsed tree (the policy input's form) weakly: the garbage
+// collector does not mark through it, and frees it at its next cycle once no
+// evaluation holds it; the next evaluation that needs it parses the raw
+// bytes again (term). A full cache of parsed trees would be hundreds of
+// thousands of small objects for every collection to mark (350 ms of CPU per
+// collection for 16,000 cached tokens, docs/benchmarks.md, eighth part); raw
+// bytes hold no pointers. Staged decisions do not read the tree at all
+// (residualInput).
 type Payload struct {
-	raw   []byte
-	value ast.Value
-	// term and fingerprint are value and the fingerprint ID as the policy
-	// input holds them, built once.
-	term, fingerprint *ast.Term
-	fingerprintID     string
-	size              int64
+	raw  []byte
+	tree weakCell[ast.Term]
+	// fingerprint is the fingerprint ID as the policy input holds it.
+	fingerprint   *ast.Term
+	fingerprintID string
 	// stage is how the serving path evaluates decisions on this payload.
 	stage stageCell
 	// upstream is the input.upstream term of its latest decision
-	// (upstreamOf).
-	upstream atomic.Pointer[upstreamTerm]
+	// (upstreamOf), weakly held too: it serves the decisions until the
+	// next collection.
+	upstream weakCell[upstreamTerm]
 	// externalIDs is the input.external_ids term of its latest decision
-	// with external IDs (externalIDsOf).
-	externalIDs atomic.Pointer[externalIDsTerm]
+	// with external IDs (externalIDsOf), weakly held.
+	externalIDs weakCell[externalIDsTerm]
+}
+
+// PayloadOverhead approximates the bytes a Payload holds besides its raw
+// bytes: the struct, its fingerprint term and weak pointers
+// (TestMemoryBounded in package cache holds entry costs to what entries
+// really keep).
+const PayloadOverhead = 512
+
+// weakCell holds a *T that the garbage collector may free once nothing
+// else refers to it. Safe for concurrent use.
+type weakCell[T any] struct {
+	p atomic.Pointer[weak.Pointer[T]]
+}
+
+// Load returns the value stored last, or nil if there is none or it was freed.
+func (c *weakCell[T]) Load() *T {
+	if w := c.p.Load(); w != nil {
+		return w.Value()
+	}
+	return nil
+}
+
+// Store replaces the value.
+func (c *weakCell[T]) Store(v *T) {
+	w := weak.Make(v)
+	c.p.Store(&w)
 }
 
 // ErrInvalidPayload is wrapped by ParsePayload's errors.
@@ -107,6 +141,19 @@ var ErrInvalidPayload = errors.New("invalid datapoints payload")
 // ParsePayload parses a raw cside payload, which must be a JSON object. It
 // keeps raw (callers must not modify it afterwards).
 func ParsePayload(raw []byte) (*Payload, error) {
+	obj, err := parseObject(raw)
+	if err != nil {
+		return nil, err
+	}
+	p := &Payload{raw: raw, fingerprint: ast.NullTerm()}
+	if id, ok := lookupString(obj, "identification", "fingerprintId"); ok {
+		p.fingerprintID, p.fingerprint = id, ast.StringTerm(id)
+	}
+	p.tree.Store(ast.NewTerm(obj))
+	return p, nil
+}
+
+func parseObject(raw []byte) (ast.Object, error) {
 	v, err := ast.ValueFromReader(bytes.NewReader(raw))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
@@ -115,12 +162,24 @@ func ParsePayload(raw []byte) (*Payload, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: a JSON object is required, got %s", ErrInvalidPayload, ast.ValueName(v))
 	}
-	p := &Payload{raw: raw, value: obj, term: ast.NewTerm(obj), fingerprint: ast.NullTerm()}
-	if id, ok := lookupString(obj, "identification", "fingerprintId"); ok {
-		p.fingerprintID, p.fingerprint = id, ast.StringTerm(id)
+	return obj, nil
+}
+
+// term returns the parsed payload as the policy input holds it: the tree of
+// its latest parse if the collector has not freed it yet, else a new parse
+// of the raw bytes, kept (weakly) for the next evaluations. Terms given to
+// topdown are only read, so concurrent evaluations share one.
+func (p *Payload) term() (*ast.Term, error) {
+	if t := p.tree.Load(); t != nil {
+		return t, nil
 	}
-	p.size = int64(len(raw)) + valueSize(obj)
-	return p, nil
+	obj, err := parseObject(p.raw) // valid: ParsePayload parsed it
+	if err != nil {
+		return nil, err
+	}
+	t := ast.NewTerm(obj)
+	p.tree.Store(t)
+	return t, nil
 }
 
 // Raw returns the payload exactly as cside sent it. Do not modify it.
@@ -130,9 +189,10 @@ func (p *Payload) Raw() []byte { return p.raw }
 // has none (or it is not a non-empty string).
 func (p *Payload) FingerprintID() string { return p.fingerprintID }
 
-// Size approximates the bytes the payload holds in memory: the raw JSON plus
-// the parsed tree. It is what a cache should charge for keeping it.
-func (p *Payload) Size() int64 { return p.size }
+// Size approximates the bytes the payload holds in memory: the raw JSON and
+// PayloadOverhead; not its parsed tree, which the garbage collector frees
+// (see Payload). It is what a cache should charge for keeping it.
+func (p *Payload) Size() int64 { return int64(len(p.raw)) + PayloadOverhead }
 
 func lookupString(obj ast.Object, path ...string) (string, bool) {
 	var v ast.Value = obj
@@ -152,40 +212,4 @@ func lookupString(obj ast.Object, path ...string) (string, bool) {
 		return "", false
 	}
 	return string(s), true
-}
-
-// Rough per-node heap costs of OPA's AST (a *Term is a pointer, a Value
-// interface and a Location pointer; objects hash their keys).
-const (
-	termOverhead   = 48
-	objectOverhead = 96
-	objectPerElem  = 48
-	arrayPerElem   = 16
-	scalarOverhead = 16
-)
-
-// valueSize estimates the heap bytes of a parsed JSON value. It is an
-// estimate to keep cache costs proportional to memory, not an exact count.
-func valueSize(v ast.Value) int64 {
-	switch x := v.(type) {
-	case ast.Object:
-		n := int64(objectOverhead)
-		_ = x.Iter(func(k, val *ast.Term) error {
-			n += objectPerElem + 2*termOverhead + valueSize(k.Value) + valueSize(val.Value)
-			return nil
-		})
-		return n
-	case *ast.Array:
-		n := int64(objectOverhead)
-		for i := range x.Len() {
-			n += arrayPerElem + termOverhead + valueSize(x.Elem(i).Value)
-		}
-		return n
-	case ast.String:
-		return scalarOverhead + int64(len(x))
-	case ast.Number:
-		return scalarOverhead + int64(len(x))
-	default:
-		return scalarOverhead
-	}
 }

@@ -393,7 +393,7 @@ func (st *staged) eval(ctx context.Context, req Request, dp Datapoints) (Decisio
 // evalQuery evaluates q, the decision query or a residual of it, which binds
 // decision and reasons.
 func (p *PolicySet) evalQuery(ctx context.Context, q *query, kind StageKind, req Request, dp Datapoints, tracer topdown.QueryTracer) (Decision, error) {
-	input, err := buildInput(req, dp)
+	input, err := buildInput(req, dp, !q.payloadFree)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -477,15 +477,22 @@ func stringTerm[S ~string](known map[S]*ast.Term, v S) *ast.Term {
 }
 
 // buildInput assembles the policy input. The cached payload is reused as
-// parsed; only the small action and external_ids objects are converted.
-func buildInput(req Request, dp Datapoints) (ast.Value, error) {
+// parsed (Payload.term); only the small action and external_ids objects are
+// converted. Without withPayload, input.datapoints is null: for a query
+// that reads none of it (query.payloadFree).
+func buildInput(req Request, dp Datapoints, withPayload bool) (ast.Value, error) {
 	action, err := ast.InterfaceToValue(req.Action)
 	if err != nil {
 		return nil, fmt.Errorf("engine: converting action: %w", err)
 	}
 	datapoints, fingerprint := nullTerm, nullTerm
 	if dp.Payload != nil {
-		datapoints, fingerprint = dp.Payload.term, dp.Payload.fingerprint
+		fingerprint = dp.Payload.fingerprint
+		if withPayload {
+			if datapoints, err = dp.Payload.term(); err != nil {
+				return nil, fmt.Errorf("engine: %w", err)
+			}
+		}
 	}
 	return ast.NewObject(
 		ast.Item(actionKey, ast.NewTerm(action)),

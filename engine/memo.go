@@ -69,7 +69,7 @@ func (p *PolicySet) evalByReasons(ctx context.Context, req Request, dp Datapoint
 // not know does it evaluate fullQ, which binds both, and remember its
 // decision.
 func (p *PolicySet) decideByReasons(ctx context.Context, reasonsQ, fullQ *query, table *decisionTable, kind StageKind, req Request, dp Datapoints) (Decision, error) {
-	input, err := buildInput(req, dp)
+	input, err := buildInput(req, dp, !reasonsQ.payloadFree)
 	if err != nil {
 		return Decision{}, err
 	}

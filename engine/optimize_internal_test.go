@@ -251,7 +251,7 @@ func BenchmarkReasonsQuery(b *testing.B) {
 		{"tor-checkout", "demo-tor", checkout},
 		{"tamper-checkout", "demo-tamper", checkout},
 	} {
-		input, err := buildInput(Request{Action: bc.action, ExternalIDs: map[string]string{"accountId": "1234567890"}}, cachedPayload(b, bc.token))
+		input, err := buildInput(Request{Action: bc.action, ExternalIDs: map[string]string{"accountId": "1234567890"}}, cachedPayload(b, bc.token), true)
 		if err != nil {
 			b.Fatal(err)
 		}

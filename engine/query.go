@@ -33,6 +33,10 @@ type query struct {
 	store    storage.Store
 	// uncached: evaluate without topdown's virtual cache (see noCache).
 	uncached bool
+	// payloadFree: the query reads nothing of input.datapoints (a staged
+	// residual, reach), so its input leaves the payload out: a cached
+	// token's parsed tree is not needed (see Payload).
+	payloadFree bool
 }
 
 // newQuery compiles body on compiler, as rego prepares a query. body binds

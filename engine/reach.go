@@ -21,6 +21,9 @@ type reach struct {
 	nondet bool
 	// input: it reads some part of the input, varying or not.
 	input bool
+	// payload: it reads some part of input.datapoints (or all of the
+	// input), so its evaluation needs the payload's parsed tree.
+	payload bool
 	// reads are the unknown parts of the input it reads, as refs: a ref
 	// into input.action, input.external_ids or input.upstream.age_seconds,
 	// cut at its first variable; reading above them (all of input, or of
@@ -28,12 +31,18 @@ type reach struct {
 	reads []ast.Ref
 }
 
+// datapointsRef is the input's payload: input.datapoints.
+var datapointsRef = ast.MustParseRef("input.datapoints")
+
 // reach walks body and, transitively, every rule it refers to, except
 // data.verdict.reasons, which the residual query replaces. Callers hold mu.
 func (s *stager) reach(body ast.Body) reach {
 	var r reach
 	read := func(ref ast.Ref) {
 		r.input = true
+		if ref.HasPrefix(datapointsRef) || datapointsRef.HasPrefix(ref) {
+			r.payload = true
+		}
 		for _, u := range unknownRefs {
 			switch {
 			case ref.HasPrefix(u):

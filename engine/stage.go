@@ -217,7 +217,7 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints, memo bo
 		return st
 	}
 	if !r.varies {
-		q := s.prepare(body)
+		q := s.prepare(body, true)
 		if q == nil {
 			st.why = "residual query does not compile"
 			return st
@@ -244,7 +244,7 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints, memo bo
 			st.why = "residual table full"
 			return st
 		}
-		res = &residual{full: s.prepare(body), reasons: s.prepare(body[:1]), reads: r.reads, nondet: r.nondet}
+		res = &residual{full: s.prepare(body, r.payload), reasons: s.prepare(body[:1], r.payload), reads: r.reads, nondet: r.nondet}
 		if res.full == nil || res.reasons == nil {
 			st.why = "residual query does not compile"
 			return st
@@ -269,12 +269,12 @@ func (s *stager) stage(ctx context.Context, p *PolicySet, dp Datapoints, memo bo
 
 // prepare compiles a residual query on the serving compiler; nil if it
 // does not compile (which would be a bug in partial evaluation: fall back).
-func (s *stager) prepare(body ast.Body) *query {
+func (s *stager) prepare(body ast.Body, payload bool) *query {
 	q, err := newQuery(s.compiler, s.store, body)
 	if err != nil {
 		return nil
 	}
-	q.uncached = true
+	q.uncached, q.payloadFree = true, !payload
 	return q
 }
 
@@ -364,14 +364,14 @@ func knownInput(dp Datapoints) (ast.Value, error) {
 	if id := dp.Payload.FingerprintID(); id != "" {
 		fingerprint = ast.StringTerm(id)
 	}
-	fresh, err := ParsePayload(dp.Payload.Raw())
+	fresh, err := parseObject(dp.Payload.Raw())
 	if err != nil {
 		return nil, err
 	}
 	// Every term is new, not buildInput's shared ones: partial evaluation
 	// may write into them.
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("datapoints"), ast.NewTerm(fresh.value)),
+		ast.Item(ast.StringTerm("datapoints"), ast.NewTerm(fresh)),
 		ast.Item(ast.StringTerm("upstream"), ast.ObjectTerm(
 			ast.Item(ast.StringTerm("status"), ast.StringTerm(string(dp.Status))),
 			ast.Item(ast.StringTerm("source"), ast.StringTerm(string(dp.Origin))),

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -147,25 +149,29 @@ func TestReach(t *testing.T) {
 		policy         string
 		want           StageKind
 		decisionVaries bool
+		// readsPayload: the residual reads input.datapoints, so its
+		// evaluation needs the payload's parsed tree.
+		readsPayload bool
 	}{
-		{"datapoints only", `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.bot.result == "notDetected"`, StageConstant, false},
+		{"datapoints only", `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.bot.result == "notDetected"`, StageConstant, false, false},
 		{"decision reads the action", `decision := "deny" if input.action.type == "payout"
-reasons := set()`, StageResidual, true},
+reasons := set()`, StageResidual, true, false},
 		{"decision reads all of the input", `decision := "deny" if count(input) > 99
-reasons := set()`, StageResidual, true},
+reasons := set()`, StageResidual, true, true},
 		{"decision reads the upstream object", `decision := "deny" if input.upstream.age_seconds > 5
-reasons := set()`, StageResidual, true},
+reasons := set()`, StageResidual, true, false},
 		{"decision reads the upstream status", `decision := "deny" if input.upstream.status == "gone"
-reasons := set()`, StageConstant, false},
+reasons := set()`, StageConstant, false, false},
 		{"decision reads the clock", `decision := "deny" if time.now_ns() < 0
-reasons := set()`, StageResidual, true},
+reasons := set()`, StageResidual, true, false},
 		{"decision reads the action through a function", `decision := effect(1)
 effect(_) := "deny" if input.action.type == "payout"
-reasons := set()`, StageResidual, true},
+reasons := set()`, StageResidual, true, false},
 		{"dynamic input ref", `k := "action"
 decision := "deny" if input[k].type == "payout"
-reasons := set()`, StageResidual, true},
-		{"reason reads the action", `reasons contains {"code": "x", "effect": "deny", "message": input.action.type} if input.datapoints.bot.result == "notDetected"`, StageResidual, false},
+reasons := set()`, StageResidual, true, true}, // input[k]: any part of the input, as far as reach knows
+		{"reason reads the action", `reasons contains {"code": "x", "effect": "deny", "message": input.action.type} if input.datapoints.bot.result == "notDetected"`, StageResidual, false, false},
+		{"reason prints all of the input", `reasons contains {"code": "x", "effect": "deny", "message": sprintf("%d", [count(input)])} if input.action.type == "payout"`, StageResidual, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,12 +189,17 @@ reasons := set()`, StageResidual, true},
 			// The set-wide decision table needs a decision that reads no
 			// input at all: the upstream status is fixed per payload, not
 			// per policy set.
-			pure := tt.name == "datapoints only" || tt.name == "reason reads the action"
+			pure := tt.name == "datapoints only" || strings.HasPrefix(tt.name, "reason ")
 			if set.stager.decisionPure != pure || (set.byReasons != nil) != pure {
 				t.Errorf("decisionPure = %v, table %v; want %v", set.stager.decisionPure, set.byReasons != nil, pure)
 			}
 			if st.kind != tt.want {
 				t.Errorf("staged as %s (%s), want %s", st.kind, st.why, tt.want)
+			}
+			if st.kind == StageResidual {
+				if free := !tt.readsPayload; st.residual.full.payloadFree != free || st.residual.reasons.payloadFree != free {
+					t.Errorf("residual payloadFree = %v (reasons %v), want %v", st.residual.full.payloadFree, st.residual.reasons.payloadFree, free)
+				}
 			}
 			for _, req := range actionMatrix() {
 				if diff, err := set.checkFastPaths(ctx, req, dp); err != nil || diff != "" {
@@ -448,6 +459,7 @@ func TestValueAt(t *testing.T) {
 // TestUpstreamOf: a payload's decisions share input.upstream only while
 // its status, origin and age in seconds are the same.
 func TestUpstreamOf(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // the payload holds its terms weakly: no collection between the steps
 	dp := cachedPayload(t, "demo-vpn")
 	steps := []struct {
 		status Status
@@ -480,6 +492,7 @@ func TestUpstreamOf(t *testing.T) {
 }
 
 func TestExternalIDsOf(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // as in TestUpstreamOf
 	p := cachedPayload(t, "demo-vpn").Payload
 	ids := map[string]string{"accountId": "1234567890"}
 	first := externalIDsOf(ids, p)
@@ -574,5 +587,64 @@ func TestResidualQueryFoldsConstantReasons(t *testing.T) {
 		if got := body[0].Operand(1); !got.Equal(want) {
 			t.Errorf("residualQuery(%q) binds reasons to %v, want %v", tt.queries, got, want)
 		}
+	}
+}
+
+// TestPayloadTreeIsWeak: a cached payload does not keep its parsed tree
+// alive (a full cache would be a heap of small objects for every
+// collection to mark); full evaluation parses it again when it is gone, and
+// staged residuals never need it.
+func TestPayloadTreeIsWeak(t *testing.T) {
+	ctx := context.Background()
+	set := shippedSet(t)
+	dp := cachedPayload(t, "demo-vpn")
+	want := func() string {
+		tree, err := dp.Payload.term()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tree.String()
+	}()
+	collected := func() bool {
+		for range 5 { // topdown's pools may hold the last input for a cycle or two
+			runtime.GC()
+			if dp.Payload.tree.Load() == nil {
+				return true
+			}
+		}
+		return false
+	}
+	req := Request{Action: map[string]any{"type": "checkout", "amount": json.Number("900"), "currency": "USD"}}
+	full, err := set.Eval(ctx, req, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !collected() {
+		t.Fatal("the payload's parsed tree outlived five collections after a full evaluation: the payload holds it")
+	}
+	if dp.Payload.upstream.Load() != nil {
+		t.Error("the payload's input.upstream term outlived the collections: the payload holds it")
+	}
+	again, err := set.Eval(ctx, req, dp)
+	if err != nil || again.Decision != full.Decision || !slices.Equal(again.Reasons, full.Reasons) {
+		t.Fatalf("full evaluation after the tree was collected = %s %v (%v), want %s %v", again.Decision, again.Reasons, err, full.Decision, full.Reasons)
+	}
+	if tree := dp.Payload.tree.Load(); tree == nil || tree.String() != want {
+		t.Errorf("the tree parsed again = %v, want %s", tree, want)
+	}
+
+	st := set.stage(ctx, dp, false)
+	if st.kind != StageResidual {
+		t.Fatalf("demo-vpn staged as %s (%s), want residual", st.kind, st.why)
+	}
+	if !collected() {
+		t.Fatal("the payload's parsed tree outlived five collections after staging")
+	}
+	staged, err := st.eval(ctx, req, dp)
+	if err != nil || staged.Decision != full.Decision || !slices.Equal(staged.Reasons, full.Reasons) {
+		t.Fatalf("staged = %s %v (%v), want %s %v", staged.Decision, staged.Reasons, err, full.Decision, full.Reasons)
+	}
+	if dp.Payload.tree.Load() != nil {
+		t.Error("a staged residual's evaluation parsed the payload again: residuals read no datapoints")
 	}
 }
