@@ -85,6 +85,23 @@ start_verdict() {
 	warm "http://$addr/decide" "$name ($config_desc)"
 }
 
+# fill_cache URL ADMIN_URL TOKENS [LAUNCHER...]: decides TOKENS distinct
+# demo-human-<n> tokens at URL (a /decide), so that Verdict's cache holds
+# that many payloads as a busy replica's does, with wrk (bench/lua/fill.lua;
+# LAUNCHER, if given, runs it: taskset -c 0). Fails loudly unless Verdict's
+# metrics at ADMIN_URL count at least TOKENS cache misses afterwards.
+fill_cache() {
+	local url=$1 admin=$2 tokens=$3 misses
+	shift 3
+	FILL_TOKENS=$tokens "$@" wrk -t1 -c8 -d"$((tokens / 1000 + 3))s" -s bench/lua/fill.lua "$url" >/dev/null
+	misses=$(curl -fs -H "Authorization: Bearer $ADMIN_KEY" "$admin/metrics" |
+		awk '$1 == "verdict_cache_lookups_total{result=\"miss\"}" { printf "%d", $2 }')
+	if [ -z "$misses" ] || [ "$misses" -lt "$tokens" ]; then
+		echo "FAILED: filling the cache with $tokens tokens: ${misses:-no} misses counted" >&2
+		exit 1
+	fi
+}
+
 # cpu_ticks PID: the CPU time (user + system, in clock ticks) the process has
 # used; ticks_per_s converts it.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }

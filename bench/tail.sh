@@ -15,6 +15,12 @@
 #
 #   bench/tail.sh '--gc-heap-floor 128MiB'
 #
+# FILL=N in the environment first fills Verdict's cache with N distinct
+# tokens (bench/lua/fill.lua), as a busy replica's cache is: what every
+# garbage collection then marks. The paced mix stays the demo tokens'.
+#
+#   FILL=15000 bench/tail.sh
+#
 # Steps: saturate Verdict with wrk for [duration] (req/s), then, [rounds]
 # times, pace the no-op server and Verdict in turn at half that rate, open
 # loop, for [duration] each. Prints each round's p50 / p99 / p99.9 of both
@@ -45,6 +51,10 @@ GOMAXPROCS=1 taskset -c "$server_core" "$work/harness" noop 127.0.0.1:18601 >/de
 wait_up http://127.0.0.1:18601/
 
 start_verdict "$work" verdict 127.0.0.1:18603 127.0.0.1:18604 "GOMAXPROCS=1 $config" taskset -c "$server_core"
+if [ "${FILL:-0}" -gt 0 ]; then
+	echo "filling Verdict's cache with $FILL tokens" >&2
+	fill_cache http://127.0.0.1:18603/decide http://127.0.0.1:18604 "$FILL" taskset -c 0
+fi
 
 # gcs: how many collections Verdict has run (go_gc_duration_seconds_count).
 gcs() {
