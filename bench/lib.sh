@@ -88,18 +88,19 @@ start_verdict() {
 # fill_cache URL ADMIN_URL TOKENS [LAUNCHER...]: decides TOKENS distinct
 # demo-human-<n> tokens at URL (a /decide), so that Verdict's cache holds
 # that many payloads as a busy replica's does, with wrk (bench/lua/fill.lua;
-# LAUNCHER, if given, runs it: taskset -c 0). Fails loudly unless Verdict's
-# metrics at ADMIN_URL count at least TOKENS cache misses afterwards.
+# LAUNCHER, if given, runs it: taskset -c 0), 5 s at a time until Verdict's
+# metrics at ADMIN_URL count TOKENS cache misses. Fails loudly past 5 min.
 fill_cache() {
 	local url=$1 admin=$2 tokens=$3 misses
 	shift 3
-	FILL_TOKENS=$tokens "$@" wrk -t1 -c8 -d"$((tokens / 1000 + 3))s" -s bench/lua/fill.lua "$url" >/dev/null
-	misses=$(curl -fs -H "Authorization: Bearer $ADMIN_KEY" "$admin/metrics" |
-		awk '$1 == "verdict_cache_lookups_total{result=\"miss\"}" { printf "%d", $2 }')
-	if [ -z "$misses" ] || [ "$misses" -lt "$tokens" ]; then
-		echo "FAILED: filling the cache with $tokens tokens: ${misses:-no} misses counted" >&2
-		exit 1
-	fi
+	for _ in $(seq 60); do
+		FILL_TOKENS=$tokens "$@" wrk -t1 -c8 -d5s -s bench/lua/fill.lua "$url" >/dev/null
+		misses=$(curl -fs -H "Authorization: Bearer $ADMIN_KEY" "$admin/metrics" |
+			awk '$1 == "verdict_cache_lookups_total{result=\"miss\"}" { printf "%d", $2 }')
+		[ "${misses:-0}" -ge "$tokens" ] && return 0
+	done
+	echo "FAILED: filling the cache with $tokens tokens: ${misses:-no} misses counted in 5 min" >&2
+	exit 1
 }
 
 # cpu_ticks PID: the CPU time (user + system, in clock ticks) the process has

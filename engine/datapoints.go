@@ -93,27 +93,27 @@ type Source interface {
 // bytes hold no pointers. Staged decisions do not read the tree at all
 // (residualInput).
 type Payload struct {
-	raw  []byte
-	tree weakCell[ast.Term]
-	// fingerprint is the fingerprint ID as the policy input holds it.
-	fingerprint   *ast.Term
+	raw           []byte
 	fingerprintID string
+	tree          weakCell[parsedPayload]
 	// stage is how the serving path evaluates decisions on this payload.
 	stage stageCell
-	// upstream is the input.upstream term of its latest decision
-	// (upstreamOf), weakly held too: it serves the decisions until the
-	// next collection.
-	upstream weakCell[upstreamTerm]
 	// externalIDs is the input.external_ids term of its latest decision
-	// with external IDs (externalIDsOf), weakly held.
+	// with external IDs (externalIDsOf), weakly held too: it serves the
+	// decisions until the next collection.
 	externalIDs weakCell[externalIDsTerm]
 }
 
+// parsedPayload is a payload as the policy input holds it.
+type parsedPayload struct {
+	tree, fingerprint *ast.Term // fingerprint: a string, or null
+}
+
 // PayloadOverhead approximates the bytes a Payload holds besides its raw
-// bytes: the struct, its fingerprint term and weak pointers
+// bytes: the struct, its fingerprint ID and weak pointers
 // (TestMemoryBounded in package cache holds entry costs to what entries
 // really keep).
-const PayloadOverhead = 512
+const PayloadOverhead = 384
 
 // weakCell holds a *T that the garbage collector may free once nothing
 // else refers to it. Safe for concurrent use.
@@ -145,12 +145,18 @@ func ParsePayload(raw []byte) (*Payload, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Payload{raw: raw, fingerprint: ast.NullTerm()}
-	if id, ok := lookupString(obj, "identification", "fingerprintId"); ok {
-		p.fingerprintID, p.fingerprint = id, ast.StringTerm(id)
-	}
-	p.tree.Store(ast.NewTerm(obj))
+	id, _ := lookupString(obj, "identification", "fingerprintId")
+	p := &Payload{raw: raw, fingerprintID: id}
+	p.tree.Store(p.parsedFrom(obj))
 	return p, nil
+}
+
+func (p *Payload) parsedFrom(obj ast.Object) *parsedPayload {
+	fingerprint := nullTerm
+	if p.fingerprintID != "" {
+		fingerprint = ast.StringTerm(p.fingerprintID)
+	}
+	return &parsedPayload{tree: ast.NewTerm(obj), fingerprint: fingerprint}
 }
 
 func parseObject(raw []byte) (ast.Object, error) {
@@ -165,11 +171,11 @@ func parseObject(raw []byte) (ast.Object, error) {
 	return obj, nil
 }
 
-// term returns the parsed payload as the policy input holds it: the tree of
-// its latest parse if the collector has not freed it yet, else a new parse
-// of the raw bytes, kept (weakly) for the next evaluations. Terms given to
-// topdown are only read, so concurrent evaluations share one.
-func (p *Payload) term() (*ast.Term, error) {
+// parsed returns the payload as the policy input holds it: that of its
+// latest parse if the collector has not freed it yet, else a new parse of the
+// raw bytes, kept (weakly) for the next evaluations. Terms given to topdown
+// are only read, so concurrent evaluations share them.
+func (p *Payload) parsed() (*parsedPayload, error) {
 	if t := p.tree.Load(); t != nil {
 		return t, nil
 	}
@@ -177,7 +183,7 @@ func (p *Payload) term() (*ast.Term, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := ast.NewTerm(obj)
+	t := p.parsedFrom(obj)
 	p.tree.Store(t)
 	return t, nil
 }

@@ -24,6 +24,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -478,21 +479,20 @@ func stringTerm[S ~string](known map[S]*ast.Term, v S) *ast.Term {
 
 // buildInput assembles the policy input. The cached payload is reused as
 // parsed (Payload.term); only the small action and external_ids objects are
-// converted. Without withPayload, input.datapoints is null: for a query
-// that reads none of it (query.payloadFree).
+// converted. Without withPayload, input.datapoints and input.fingerprint_id
+// are null: for a query that reads neither (query.payloadFree).
 func buildInput(req Request, dp Datapoints, withPayload bool) (ast.Value, error) {
 	action, err := ast.InterfaceToValue(req.Action)
 	if err != nil {
 		return nil, fmt.Errorf("engine: converting action: %w", err)
 	}
 	datapoints, fingerprint := nullTerm, nullTerm
-	if dp.Payload != nil {
-		fingerprint = dp.Payload.fingerprint
-		if withPayload {
-			if datapoints, err = dp.Payload.term(); err != nil {
-				return nil, fmt.Errorf("engine: %w", err)
-			}
+	if dp.Payload != nil && withPayload {
+		parsed, err := dp.Payload.parsed()
+		if err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
 		}
+		datapoints, fingerprint = parsed.tree, parsed.fingerprint
 	}
 	return ast.NewObject(
 		ast.Item(actionKey, ast.NewTerm(action)),
@@ -533,29 +533,38 @@ func externalIDsOf(ids map[string]string, payload *Payload) *ast.Term {
 	return t
 }
 
-// upstreamTerm is input.upstream as built for a payload's decision.
-type upstreamTerm struct {
-	status Status
-	origin Origin
-	age    int
-	term   *ast.Term
-}
+// cachedUpstream holds input.upstream for a payload served from the cache
+// with status ok, by its age in seconds (under maxSharedAge): the same term
+// for every token of that age, built once. Terms given to topdown are only
+// read.
+var cachedUpstream [maxSharedAge]atomic.Pointer[ast.Term]
 
-// upstreamOf returns input.upstream for dp. A payload keeps the term of its
-// latest decision, which the decisions on it in the same second (same
-// age_seconds) and from the same origin share: terms given to topdown are
-// only read.
+// maxSharedAge bounds cachedUpstream: past it (a token cached for longer than
+// 17 minutes), each decision builds its own term.
+const maxSharedAge = 1024
+
+// upstreamOf returns input.upstream for dp: the shared term of its age for a
+// payload served from the cache (the decisions of every cached token, the
+// hot path), a new one otherwise.
 func upstreamOf(dp Datapoints) *ast.Term {
 	status, origin := stringTerm(statusTerms, dp.Status), stringTerm(originTerms, dp.Origin)
 	if dp.Payload == nil {
 		return ast.ObjectTerm(ast.Item(statusKey, status), ast.Item(sourceKey, origin))
 	}
 	age := int(dp.Age / time.Second)
-	if u := dp.Payload.upstream.Load(); u != nil && u.age == age && u.status == dp.Status && u.origin == dp.Origin {
-		return u.term
+	build := func() *ast.Term {
+		return ast.ObjectTerm(ast.Item(statusKey, status), ast.Item(sourceKey, origin), ast.Item(ageKey, ast.InternedTerm(age)))
 	}
-	t := ast.ObjectTerm(ast.Item(statusKey, status), ast.Item(sourceKey, origin), ast.Item(ageKey, ast.InternedTerm(age)))
-	dp.Payload.upstream.Store(&upstreamTerm{dp.Status, dp.Origin, age, t})
+	if dp.Status != StatusOK || dp.Origin != OriginCache || age < 0 || age >= maxSharedAge {
+		return build()
+	}
+	if t := cachedUpstream[age].Load(); t != nil {
+		return t
+	}
+	t := build()
+	if !cachedUpstream[age].CompareAndSwap(nil, t) {
+		t = cachedUpstream[age].Load()
+	}
 	return t
 }
 

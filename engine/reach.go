@@ -21,8 +21,9 @@ type reach struct {
 	nondet bool
 	// input: it reads some part of the input, varying or not.
 	input bool
-	// payload: it reads some part of input.datapoints (or all of the
-	// input), so its evaluation needs the payload's parsed tree.
+	// payload: it reads some part of input.datapoints or
+	// input.fingerprint_id (or all of the input), so its evaluation needs
+	// the payload's parsed form.
 	payload bool
 	// reads are the unknown parts of the input it reads, as refs: a ref
 	// into input.action, input.external_ids or input.upstream.age_seconds,
@@ -31,8 +32,9 @@ type reach struct {
 	reads []ast.Ref
 }
 
-// datapointsRef is the input's payload: input.datapoints.
-var datapointsRef = ast.MustParseRef("input.datapoints")
+// payloadRefs are the parts of the input built from the payload's parsed
+// form (Payload.parsed).
+var payloadRefs = []ast.Ref{ast.MustParseRef("input.datapoints"), ast.MustParseRef("input.fingerprint_id")}
 
 // reach walks body and, transitively, every rule it refers to, except
 // data.verdict.reasons, which the residual query replaces. Callers hold mu.
@@ -40,8 +42,10 @@ func (s *stager) reach(body ast.Body) reach {
 	var r reach
 	read := func(ref ast.Ref) {
 		r.input = true
-		if ref.HasPrefix(datapointsRef) || datapointsRef.HasPrefix(ref) {
-			r.payload = true
+		for _, p := range payloadRefs {
+			if ref.HasPrefix(p) || p.HasPrefix(ref) {
+				r.payload = true
+			}
 		}
 		for _, u := range unknownRefs {
 			switch {

@@ -171,6 +171,11 @@ reasons := set()`, StageResidual, true, false},
 decision := "deny" if input[k].type == "payout"
 reasons := set()`, StageResidual, true, true}, // input[k]: any part of the input, as far as reach knows
 		{"reason reads the action", `reasons contains {"code": "x", "effect": "deny", "message": input.action.type} if input.datapoints.bot.result == "notDetected"`, StageResidual, false, false},
+		{"decision reads the fingerprint and the action", `decision := "deny" if {
+	input.fingerprint_id != null
+	input.action.type == "payout"
+}
+reasons := set()`, StageResidual, true, true},
 		{"reason prints all of the input", `reasons contains {"code": "x", "effect": "deny", "message": sprintf("%d", [count(input)])} if input.action.type == "payout"`, StageResidual, false, true},
 	}
 	for _, tt := range tests {
@@ -459,7 +464,6 @@ func TestValueAt(t *testing.T) {
 // TestUpstreamOf: a payload's decisions share input.upstream only while
 // its status, origin and age in seconds are the same.
 func TestUpstreamOf(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // the payload holds its terms weakly: no collection between the steps
 	dp := cachedPayload(t, "demo-vpn")
 	steps := []struct {
 		status Status
@@ -488,6 +492,20 @@ func TestUpstreamOf(t *testing.T) {
 	}
 	if got := upstreamOf(Datapoints{Status: StatusNotFound, Origin: OriginUpstream}); got.String() != `{"source": "upstream", "status": "not_found"}` {
 		t.Errorf("without a payload: input.upstream = %v", got)
+	}
+	// Cached tokens of one age share one term; past maxSharedAge each
+	// decision builds its own.
+	for _, age := range []time.Duration{3 * time.Second, (maxSharedAge - 1) * time.Second, maxSharedAge * time.Second} {
+		a, b := cachedPayload(t, "demo-vpn"), cachedPayload(t, "demo-bot")
+		a.Age, b.Age = age, age
+		ta, tb := upstreamOf(a), upstreamOf(b)
+		want := fmt.Sprintf(`{"age_seconds": %d, "source": "cache", "status": "ok"}`, int(age/time.Second))
+		if ta.String() != want || tb.String() != want {
+			t.Errorf("age %v: input.upstream = %v and %v, want %s", age, ta, tb, want)
+		}
+		if shared := ta == tb; shared != (age < maxSharedAge*time.Second) {
+			t.Errorf("age %v: two tokens share a term: %v", age, shared)
+		}
 	}
 }
 
@@ -599,11 +617,11 @@ func TestPayloadTreeIsWeak(t *testing.T) {
 	set := shippedSet(t)
 	dp := cachedPayload(t, "demo-vpn")
 	want := func() string {
-		tree, err := dp.Payload.term()
+		parsed, err := dp.Payload.parsed()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return tree.String()
+		return parsed.tree.String() + " " + parsed.fingerprint.String()
 	}()
 	collected := func() bool {
 		for range 5 { // topdown's pools may hold the last input for a cycle or two
@@ -622,15 +640,12 @@ func TestPayloadTreeIsWeak(t *testing.T) {
 	if !collected() {
 		t.Fatal("the payload's parsed tree outlived five collections after a full evaluation: the payload holds it")
 	}
-	if dp.Payload.upstream.Load() != nil {
-		t.Error("the payload's input.upstream term outlived the collections: the payload holds it")
-	}
 	again, err := set.Eval(ctx, req, dp)
 	if err != nil || again.Decision != full.Decision || !slices.Equal(again.Reasons, full.Reasons) {
 		t.Fatalf("full evaluation after the tree was collected = %s %v (%v), want %s %v", again.Decision, again.Reasons, err, full.Decision, full.Reasons)
 	}
-	if tree := dp.Payload.tree.Load(); tree == nil || tree.String() != want {
-		t.Errorf("the tree parsed again = %v, want %s", tree, want)
+	if parsed := dp.Payload.tree.Load(); parsed == nil || parsed.tree.String()+" "+parsed.fingerprint.String() != want {
+		t.Errorf("the payload parsed again = %v, want %s", parsed, want)
 	}
 
 	st := set.stage(ctx, dp, false)
