@@ -5,8 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"sync"
 	"time"
+	"unsafe"
 	"weak"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -113,40 +114,52 @@ type parsedPayload struct {
 // bytes: the struct, its fingerprint ID and weak pointers
 // (TestMemoryBounded in package cache holds entry costs to what entries
 // really keep).
-const PayloadOverhead = 384
+const PayloadOverhead = 512
 
 // weakCell holds a *T that the garbage collector may free once nothing
-// else refers to it. Safe for concurrent use.
+// else refers to it. Safe for concurrent use. The weak pointer is held
+// inline, under a mutex, rather than boxed for an atomic swap: a box would
+// be one more object per cached token for every collection to mark.
 type weakCell[T any] struct {
-	p atomic.Pointer[weak.Pointer[T]]
+	mu sync.Mutex
+	w  weak.Pointer[T]
 }
 
 // Load returns the value stored last, or nil if there is none or it was freed.
 func (c *weakCell[T]) Load() *T {
-	if w := c.p.Load(); w != nil {
-		return w.Value()
-	}
-	return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.w.Value()
 }
 
 // Store replaces the value.
 func (c *weakCell[T]) Store(v *T) {
 	w := weak.Make(v)
-	c.p.Store(&w)
+	c.mu.Lock()
+	c.w = w
+	c.mu.Unlock()
 }
 
 // ErrInvalidPayload is wrapped by ParsePayload's errors.
 var ErrInvalidPayload = errors.New("invalid datapoints payload")
 
 // ParsePayload parses a raw cside payload, which must be a JSON object. It
-// keeps raw (callers must not modify it afterwards).
+// keeps a copy of raw.
 func ParsePayload(raw []byte) (*Payload, error) {
 	obj, err := parseObject(raw)
 	if err != nil {
 		return nil, err
 	}
 	id, _ := lookupString(obj, "identification", "fingerprintId")
-	p := &Payload{raw: raw, fingerprintID: id}
+	// One allocation for the raw bytes and the fingerprint ID: a cached
+	// token's every object is one more for each collection to mark.
+	buf := make([]byte, len(raw)+len(id))
+	copy(buf, raw)
+	copy(buf[len(raw):], id)
+	p := &Payload{raw: buf[:len(raw):len(raw)]}
+	if id != "" {
+		p.fingerprintID = unsafe.String(&buf[len(raw)], len(id)) // never written again
+	}
 	p.tree.Store(p.parsedFrom(obj))
 	return p, nil
 }

@@ -287,6 +287,19 @@ func TestParsePayload(t *testing.T) {
 			t.Errorf("ParsePayload(%s).Size() = %d, want at least the raw length", tt.raw, p.Size())
 		}
 	}
+
+	// The payload keeps a copy: the caller's buffer is its own again, and
+	// appending to Raw() does not reach the fingerprint ID stored after it.
+	raw := []byte(`{"identification": {"fingerprintId": "fp_1"}}`)
+	p, err := engine.ParsePayload(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(raw, `{"identification": {"fingerprintId": "XX_X"}}`)
+	_ = append(p.Raw(), "trailing bytes"...)
+	if got := string(p.Raw()); got != `{"identification": {"fingerprintId": "fp_1"}}` || p.FingerprintID() != "fp_1" {
+		t.Errorf("after the caller reused its buffer: Raw() = %s, FingerprintID() = %q", got, p.FingerprintID())
+	}
 }
 
 func TestLoadCasesRejectsBadFiles(t *testing.T) {
