@@ -158,7 +158,9 @@ func ParsePayload(raw []byte) (*Payload, error) {
 	copy(buf[len(raw):], id)
 	p := &Payload{raw: buf[:len(raw):len(raw)]}
 	if id != "" {
-		p.fingerprintID = unsafe.String(&buf[len(raw)], len(id)) // never written again
+		// buf's tail is written once, above, and never again: Raw's capacity
+		// ends before it, so appending to Raw copies.
+		p.fingerprintID = unsafe.String(&buf[len(raw)], len(id)) // #nosec G103 -- immutable, see above
 	}
 	p.tree.Store(p.parsedFrom(obj))
 	return p, nil
