@@ -88,11 +88,12 @@ type Source interface {
 // It holds its parsed tree (the policy input's form) weakly: the garbage
 // collector does not mark through it, and frees it at its next cycle once no
 // evaluation holds it; the next evaluation that needs it parses the raw
-// bytes again (term). A full cache of parsed trees would be hundreds of
-// thousands of small objects for every collection to mark (350 ms of CPU per
-// collection for 16,000 cached tokens, docs/benchmarks.md, eighth part); raw
-// bytes hold no pointers. Staged decisions do not read the tree at all
-// (residualInput).
+// bytes again (parsed). A full cache of parsed trees would be hundreds of
+// thousands of small objects for every collection to mark (~440 ms of CPU
+// per collection for 19,662 cached tokens, docs/benchmarks.md, eighth part);
+// raw bytes hold no pointers. Staged residuals that read neither
+// input.datapoints nor input.fingerprint_id do not need it at all
+// (query.payloadFree).
 type Payload struct {
 	raw           []byte
 	fingerprintID string

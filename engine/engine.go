@@ -478,7 +478,7 @@ func stringTerm[S ~string](known map[S]*ast.Term, v S) *ast.Term {
 }
 
 // buildInput assembles the policy input. The cached payload is reused as
-// parsed (Payload.term); only the small action and external_ids objects are
+// parsed (Payload.parsed); only the small action and external_ids objects are
 // converted. Without withPayload, input.datapoints and input.fingerprint_id
 // are null: for a query that reads neither (query.payloadFree).
 func buildInput(req Request, dp Datapoints, withPayload bool) (ast.Value, error) {

@@ -33,9 +33,10 @@ type query struct {
 	store    storage.Store
 	// uncached: evaluate without topdown's virtual cache (see noCache).
 	uncached bool
-	// payloadFree: the query reads nothing of input.datapoints (a staged
-	// residual, reach), so its input leaves the payload out: a cached
-	// token's parsed tree is not needed (see Payload).
+	// payloadFree: the query reads nothing of input.datapoints or
+	// input.fingerprint_id (a staged residual, reach.payload), so its input
+	// leaves them null: a cached token's parsed tree is not needed (see
+	// Payload).
 	payloadFree bool
 }
 

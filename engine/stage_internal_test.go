@@ -149,8 +149,9 @@ func TestReach(t *testing.T) {
 		policy         string
 		want           StageKind
 		decisionVaries bool
-		// readsPayload: the residual reads input.datapoints, so its
-		// evaluation needs the payload's parsed tree.
+		// readsPayload: the residual reads input.datapoints or
+		// input.fingerprint_id, so its evaluation needs the payload's
+		// parsed form.
 		readsPayload bool
 	}{
 		{"datapoints only", `reasons contains {"code": "x", "effect": "deny", "message": "m"} if input.datapoints.bot.result == "notDetected"`, StageConstant, false, false},
