@@ -91,10 +91,12 @@ start_verdict() {
 # LAUNCHER, if given, runs it: taskset -c 0), 5 s at a time until Verdict's
 # metrics at ADMIN_URL count TOKENS cache misses. Fails loudly past 5 min.
 fill_cache() {
-	local url=$1 admin=$2 tokens=$3 misses
+	local url=$1 admin=$2 tokens=$3 misses=0
 	shift 3
 	for _ in $(seq 60); do
-		FILL_TOKENS=$tokens "$@" wrk -t1 -c8 -d5s -s bench/lua/fill.lua "$url" >/dev/null
+		# Each run goes on from the tokens the runs before reached: the misses
+		# so far (a run starting at 0 again would mostly hit).
+		FILL_TOKENS=$tokens FILL_FROM=$misses "$@" wrk -t1 -c8 -d5s -s bench/lua/fill.lua "$url" >/dev/null
 		misses=$(curl -fs -H "Authorization: Bearer $ADMIN_KEY" "$admin/metrics" |
 			awk '$1 == "verdict_cache_lookups_total{result=\"miss\"}" { printf "%d", $2 }')
 		[ "${misses:-0}" -ge "$tokens" ] && return 0

@@ -21,12 +21,17 @@
 #
 #   FILL=15000 bench/tail.sh
 #
-# Steps: saturate Verdict with wrk for [duration] (req/s), then, [rounds]
-# times, pace the no-op server and Verdict in turn at half that rate, open
-# loop, for [duration] each. Prints each round's p50 / p99 / p99.9 of both
-# and the garbage collections Verdict ran during its paced run (from its
-# metrics), then the median p99s. Installs wrk when it is missing; needs
-# taskset (util-linux) and at least two cores.
+# Steps: saturate the no-op server and Verdict with wrk for [duration] each
+# (req/s); start the busy server (harness busy: the no-op plus, in a loop
+# that allocates nothing, the CPU per request Verdict spends beyond it, so
+# that at one rate both are equally busy); then, [rounds] times, pace the
+# no-op, busy and Verdict servers in turn at half Verdict's saturation, open
+# loop, for [duration] each. Prints each round's p50 / p99 / p99.9 of the
+# three and the garbage collections Verdict ran during its paced run (from
+# its metrics), then the median p99s. The busy server's p99 is what queueing
+# at Verdict's utilization and the machine's own stalls give; Verdict's
+# above it is Verdict's own (its collections). Installs wrk when it is
+# missing; needs taskset (util-linux) and at least two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-}
@@ -64,24 +69,41 @@ gcs() {
 # pace URL RATE: the pacer on core 0, one P: "p50 p99 p99.9 failures lag".
 pace() { GOMAXPROCS=1 taskset -c 0 "$work/harness" pace "$1" "$2" "$duration"; }
 
-echo "saturating Verdict ($duration, 16 connections, wrk on core 0)" >&2
-rate=$(taskset -c 0 wrk -t1 -c16 -d"$duration" -s bench/lua/verdict.lua http://127.0.0.1:18603/decide |
-	awk '/Requests\/sec/ { printf "%d", $2 / 2 }')
-[ "${rate:-0}" -gt 0 ] || { echo "FAILED: wrk measured no rate" >&2; exit 1; }
-echo "Verdict saturates at $((rate * 2)) req/s on one core; pacing both servers at $rate req/s" >&2
+# saturate URL: wrk's req/s at URL (16 connections, wrk on core 0).
+saturate() {
+	taskset -c 0 wrk -t1 -c16 -d"$duration" -s bench/lua/verdict.lua "$1" | awk '/Requests\/sec/ { printf "%d", $2 }'
+}
+echo "saturating the no-op server and Verdict ($duration each, 16 connections, wrk on core 0)" >&2
+noop_sat=$(saturate http://127.0.0.1:18601/decide)
+sat=$(saturate http://127.0.0.1:18603/decide)
+[ "${noop_sat:-0}" -gt 0 ] && [ "${sat:-0}" -gt 0 ] || { echo "FAILED: wrk measured no rate" >&2; exit 1; }
+rate=$((sat / 2))
+# The busy server: the no-op plus Verdict's extra CPU per request, so that it
+# saturates where Verdict does and runs at Verdict's utilization when paced
+# at the same rate, without Verdict's heap: its p99 is what queueing and the
+# machine give at that utilization.
+extra=$(awk -v v="$sat" -v n="$noop_sat" 'BEGIN { w = 1e6 / v - 1e6 / n; printf "%dus", (w > 0 ? w : 0) }')
+port_free 127.0.0.1:18602
+GOMAXPROCS=1 taskset -c "$server_core" "$work/harness" busy 127.0.0.1:18602 "$extra" >/dev/null 2>&1 &
+wait_up http://127.0.0.1:18602/
+busy_sat=$(saturate http://127.0.0.1:18602/decide)
+echo "one core: the no-op server saturates at $noop_sat req/s, Verdict at $sat, the busy server ($extra of work per request) at $busy_sat; pacing each at $rate req/s" >&2
 
-printf "%-6s %28s %28s %5s\n" round "no-op p50 / p99 / p99.9" "Verdict p50 / p99 / p99.9" GCs
+printf "%-6s %28s %28s %28s %5s\n" round "no-op p50 / p99 / p99.9" "busy p50 / p99 / p99.9" "Verdict p50 / p99 / p99.9" GCs
 for round in $(seq "$rounds"); do
 	read -r n50 n99 n999 nerr _ < <(pace http://127.0.0.1:18601/decide "$rate") ||
 		{ echo "FAILED: pacing the no-op server" >&2; exit 1; }
+	read -r b50 b99 b999 berr _ < <(pace http://127.0.0.1:18602/decide "$rate") ||
+		{ echo "FAILED: pacing the busy server" >&2; exit 1; }
 	before=$(gcs)
 	read -r v50 v99 v999 verr _ < <(pace http://127.0.0.1:18603/decide "$rate") ||
 		{ echo "FAILED: pacing Verdict" >&2; exit 1; }
 	after=$(gcs)
-	[ "$nerr" = 0 ] && [ "$verr" = 0 ] || { echo "FAILED: $nerr no-op and $verr Verdict requests failed" >&2; exit 1; }
-	printf "%-6s %28s %28s %5s\n" "$round" "$n50 / $n99 / $n999" "$v50 / $v99 / $v999" "$((after - before))"
-	echo "$n99 $v99" >>"$work/p99"
+	[ "$nerr" = 0 ] && [ "$berr" = 0 ] && [ "$verr" = 0 ] ||
+		{ echo "FAILED: $nerr no-op, $berr busy and $verr Verdict requests failed" >&2; exit 1; }
+	printf "%-6s %28s %28s %28s %5s\n" "$round" "$n50 / $n99 / $n999" "$b50 / $b99 / $b999" "$v50 / $v99 / $v999" "$((after - before))"
+	echo "$n99 $b99 $v99" >>"$work/p99"
 done
-# median COLUMN: the median of the rounds' p99s in the column (1 no-op, 2 Verdict).
+# median COLUMN: the median of the rounds' p99s in the column (1 no-op, 2 busy, 3 Verdict).
 median() { tr -d 'ms' <"$work/p99" | awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.2fms", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-echo "median p99 at $rate req/s (half of Verdict's one-core saturation): no-op $(median 1), Verdict $(median 2)"
+echo "median p99 at $rate req/s (half of Verdict's one-core saturation): no-op $(median 1), busy $(median 2), Verdict $(median 3)"

@@ -1,6 +1,9 @@
 // Command harness runs the helper servers of bench/run.sh:
 //
 //	harness noop ADDR             a Gin handler that only decodes and encodes JSON: the ceiling
+//	harness busy ADDR WORK        the same handler spending WORK (a duration) of CPU per request besides,
+//	                              in a loop that allocates nothing: a server as busy as Verdict per
+//	                              request, without its heap
 //	harness fake ADDR LATENCY     the fake cside (csidetest) on ADDR, every answer delayed by LATENCY
 //	harness opa-input TOKEN       prints the OPA input (action, datapoints, upstream) for a demo token
 //	harness pace URL RATE DURATION  sends /decide requests at a fixed RATE (per second, open loop) and
@@ -21,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -30,11 +34,21 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		log.Fatal("usage: harness noop ADDR | fake ADDR LATENCY | opa-input TOKEN | pace URL RATE DURATION")
+		log.Fatal("usage: harness noop ADDR | busy ADDR WORK | fake ADDR LATENCY | opa-input TOKEN | pace URL RATE DURATION")
 	}
 	switch os.Args[1] {
 	case "noop":
-		log.Fatal(serve(os.Args[2], noop()))
+		log.Fatal(serve(os.Args[2], noop(nil)))
+	case "busy":
+		if len(os.Args) != 4 {
+			log.Fatal("usage: harness busy ADDR WORK")
+		}
+		work, err := time.ParseDuration(os.Args[3])
+		if err != nil || work < 0 || work > time.Second {
+			log.Fatalf("busy: WORK %q: want a duration from 0 to 1s, such as 40us", os.Args[3]) // #nosec G706 -- the operator's own argument, quoted
+		}
+		spin := calibrate(work)
+		log.Fatal(serve(os.Args[2], noop(spin)))
 	case "fake":
 		latency := time.Duration(0)
 		if len(os.Args) > 3 {
@@ -80,7 +94,7 @@ func main() {
 			log.Fatal(err)
 		}
 	default:
-		log.Fatal("unknown helper: want noop, fake, opa-input or pace")
+		log.Fatal("unknown helper: want noop, busy, fake, opa-input or pace")
 	}
 }
 
@@ -90,8 +104,9 @@ func serve(addr string, h http.Handler) error {
 }
 
 // noop decodes the request body as JSON and answers a decision-sized JSON
-// object: what any Go JSON service pays before doing anything.
-func noop() http.Handler {
+// object: what any Go JSON service pays before doing anything. A non-nil
+// spin runs once per request besides.
+func noop(spin func()) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.POST("/decide", func(c *gin.Context) {
@@ -99,6 +114,9 @@ func noop() http.Handler {
 		if err := c.ShouldBindJSON(&body); err != nil {
 			c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
 			return
+		}
+		if spin != nil {
+			spin()
 		}
 		c.JSON(http.StatusOK, gin.H{
 			"decision_id": "00000000-0000-7000-8000-000000000000", "decision": "challenge",
@@ -108,6 +126,35 @@ func noop() http.Handler {
 		})
 	})
 	return r
+}
+
+// sink keeps the spin loop's result observable, so the compiler keeps the loop.
+var sink atomic.Uint64
+
+// calibrate returns a function that does a fixed amount of CPU work, taking
+// about d on this core when nothing else runs: a xorshift loop, no memory
+// touched beyond registers. The rate is the best of 20 timed runs of 1 ms,
+// so a busy moment during calibration does not shrink the work.
+func calibrate(d time.Duration) func() {
+	loop := func(n int) {
+		x := uint64(88172645463325252)
+		for range n {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+		}
+		sink.Store(x)
+	}
+	const probe = 200_000
+	best := time.Duration(1<<63 - 1)
+	for range 20 {
+		start := time.Now()
+		loop(probe)
+		best = min(best, time.Since(start))
+	}
+	n := int(float64(probe) * float64(d) / float64(best))
+	log.Printf("busy: %d iterations per request (%v of work at %.0f per µs)", n, d, probe/float64(best.Microseconds()))
+	return func() { loop(n) }
 }
 
 // pace sends the request mix of bench/lua/verdict.lua at a fixed rate over
