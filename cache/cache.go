@@ -10,6 +10,14 @@
 // Datapoints past their TTL are kept for StaleGrace more: when refreshing
 // them fails with the upstream unavailable, they are served as stale.
 //
+// A cached entry is held by value and points only at bytes: a busy replica
+// caches a hundred thousand tokens, and every garbage collection would mark
+// an object per token otherwise (docs/architecture.md, "Where the parsed
+// datapoints live"). The engine's state for a payload (its parsed tree while
+// the collector leaves it, its staged residual) lives in an engine.Payload,
+// which the cache keeps for the HotPayloads tokens served from it most
+// recently.
+//
 // ristretto applies sets asynchronously and may drop them under contention
 // or when its admission policy refuses an entry. Nothing here depends on a
 // set being visible: a dropped set only costs a later upstream call. Tests
@@ -24,6 +32,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/verdict-engine/verdict/csideclient"
 	"github.com/verdict-engine/verdict/engine"
@@ -35,15 +44,19 @@ const (
 	DefaultTTL          = 5 * time.Minute
 	DefaultNotFoundTTL  = 30 * time.Second
 	DefaultStaleGrace   = time.Hour
+	DefaultHotPayloads  = 10_000
 )
 
-// entryOverhead approximates the bytes of an entry's own struct, its
-// ristretto bookkeeping excluded (ristretto adds that itself).
-const entryOverhead = 96
+// entryOverhead approximates what an entry holds besides its bytes (the raw
+// payload or the fingerprint ID): its struct in ristretto's map with
+// ristretto's own fields and the map's spare room, and the allocator's
+// rounding of the payload's bytes up to a size class (TestMemoryBounded
+// holds the costs to the live heap).
+const entryOverhead = 384
 
-// expectedEntryBytes is a typical entry's cost (a ~1.6 KB raw payload and
-// engine.PayloadOverhead), used only to size ristretto's admission counters.
-const expectedEntryBytes = 3 << 10
+// expectedEntryBytes is a typical entry's cost (a ~1.6 KB raw payload, its
+// key and entryOverhead), used only to size ristretto's admission counters.
+const expectedEntryBytes = 2 << 10
 
 // Fetcher asks the upstream. csideclient.Client implements it. Errors must
 // wrap csideclient.ErrNotFound, ErrRejected or ErrUnavailable; any other
@@ -67,6 +80,16 @@ type Config struct {
 	// (as stale) when the upstream is unavailable. Zero means
 	// DefaultStaleGrace (1 h); a negative value disables stale serving.
 	StaleGrace time.Duration
+	// HotPayloads is how many of the tokens served from the cache most
+	// recently keep the engine's state for their payload between
+	// decisions: the parsed tree until the next garbage collection, and
+	// the staged residual that serves a token's decisions from its
+	// engine.StageAfterUses-th from the cache on. A token outside them is
+	// decided from its cached bytes, and staged again once it is back among
+	// them. They hold up to about 3 KB each besides what MaxCostBytes
+	// bounds (their payload's bytes, when the cache has evicted its entry
+	// since). Zero means DefaultHotPayloads (10,000).
+	HotPayloads int
 	// Now is the clock; nil means time.Now. Tests move it instead of sleeping.
 	Now func() time.Time
 }
@@ -75,7 +98,8 @@ type Config struct {
 type Cache struct {
 	cfg        Config
 	fetcher    Fetcher
-	store      *ristretto.Cache[string, *entry]
+	store      *ristretto.Cache[string, entry]
+	hot        *lru.Cache[string, *engine.Payload]
 	datapoints flightGroup[engine.Datapoints]
 	identities flightGroup[engine.Identity]
 	hits       atomic.Uint64
@@ -84,14 +108,23 @@ type Cache struct {
 	coalesced  atomic.Uint64
 }
 
-// entry is one cached upstream answer. Entries are immutable once set.
+// entry is one cached upstream answer, held by value; the bytes it points
+// at are never written after it is set. It is kept small: ristretto keeps it
+// in a Go map, which stores values of more than 128 bytes (with ristretto's
+// own fields) as objects of their own, one more per token to mark.
 type entry struct {
-	status    engine.Status   // StatusOK or StatusNotFound
-	payload   *engine.Payload // datapoints entries with StatusOK
-	id        string          // identity entries with StatusOK
-	fetchedAt time.Time
-	expires   time.Time // fresh until; stale (if ok) for StaleGrace more
+	status engine.Status // StatusOK or StatusNotFound
+	// raw is a datapoints entry's payload, as its engine.Payload's Raw gave it.
+	raw []byte
+	// id is the fingerprint ID: an identity entry's, or a datapoints entry's
+	// (its engine.Payload's FingerprintID).
+	id        string
+	fetchedAt int64 // Unix nanoseconds
+	expires   int64 // Unix nanoseconds: fresh until; stale (if ok) for StaleGrace more
 }
+
+// fetched returns when the entry was fetched.
+func (e entry) fetched() time.Time { return time.Unix(0, e.fetchedAt) }
 
 // Key prefixes keep the two kinds of entries for one token apart.
 const (
@@ -116,6 +149,9 @@ func New(cfg Config, f Fetcher) (*Cache, error) {
 	if cfg.StaleGrace < 0 {
 		cfg.StaleGrace = 0
 	}
+	if cfg.HotPayloads == 0 {
+		cfg.HotPayloads = DefaultHotPayloads
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -129,11 +165,14 @@ func New(cfg Config, f Fetcher) (*Cache, error) {
 	if cfg.TTL < 0 || cfg.NotFoundTTL < 0 {
 		errs = append(errs, fmt.Errorf("TTLs must be positive (ttl %v, not-found ttl %v)", cfg.TTL, cfg.NotFoundTTL))
 	}
+	if cfg.HotPayloads < 0 {
+		errs = append(errs, fmt.Errorf("hot payloads %d: must be positive", cfg.HotPayloads))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cache: invalid config: %w", err)
 	}
 
-	store, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+	store, err := ristretto.NewCache(&ristretto.Config[string, entry]{
 		// ristretto advises 10 counters per entry the cache holds when full.
 		NumCounters: max(10*cfg.MaxCostBytes/expectedEntryBytes, 10_000),
 		MaxCost:     cfg.MaxCostBytes,
@@ -143,7 +182,12 @@ func New(cfg Config, f Fetcher) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	return &Cache{cfg: cfg, fetcher: f, store: store}, nil
+	hot, err := lru.New[string, *engine.Payload](cfg.HotPayloads)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return &Cache{cfg: cfg, fetcher: f, store: store, hot: hot}, nil
 }
 
 // Close stops ristretto's goroutines. The Cache must not be used afterwards.
@@ -185,8 +229,8 @@ func (c *Cache) Datapoints(ctx context.Context, token string) engine.Datapoints 
 	key := datapointsKey + token
 	e, fresh := c.lookup(key)
 	if fresh {
-		return engine.Datapoints{Status: e.status, Origin: engine.OriginCache, Payload: e.payload,
-			FetchedAt: e.fetchedAt, Age: c.cfg.Now().Sub(e.fetchedAt)}
+		return engine.Datapoints{Status: e.status, Origin: engine.OriginCache, Payload: c.payload(key, e),
+			FetchedAt: e.fetched(), Age: c.cfg.Now().Sub(e.fetched())}
 	}
 	dp, shared, err := c.datapoints.do(ctx, key, func(ctx context.Context) engine.Datapoints {
 		return c.fetchDatapoints(ctx, key, token)
@@ -200,8 +244,8 @@ func (c *Cache) Datapoints(ctx context.Context, token string) engine.Datapoints 
 	}
 	if dp.Status == engine.StatusUnavailable && c.usableStale(e) {
 		c.stale.Add(1)
-		return engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginStale, Payload: e.payload,
-			FetchedAt: e.fetchedAt, Age: c.cfg.Now().Sub(e.fetchedAt), Err: dp.Err}
+		return engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginStale, Payload: c.payload(key, e),
+			FetchedAt: e.fetched(), Age: c.cfg.Now().Sub(e.fetched()), Err: dp.Err}
 	}
 	return dp
 }
@@ -219,19 +263,42 @@ func (c *Cache) fetchDatapoints(ctx context.Context, key, token string) engine.D
 	if err != nil {
 		return engine.Datapoints{Status: engine.StatusUnavailable, Origin: engine.OriginNone, Err: err}
 	}
-	c.set(key, &entry{status: engine.StatusOK, payload: p, fetchedAt: now}, p.Size(), now)
+	e := entry{status: engine.StatusOK, raw: p.Raw(), id: p.FingerprintID()}
+	c.set(key, e, int64(len(e.raw)+len(e.id)), now)
 	return engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginUpstream, Payload: p, FetchedAt: now}
+}
+
+// payload returns the engine.Payload of e, a datapoints entry found under
+// key: the one kept for the token when it is among the HotPayloads served
+// from the cache most recently and was made from e's bytes, else a new one
+// over them, kept from now on. (A payload just fetched is not kept: most
+// tokens are decided once.) Two callers may make one each at once; the
+// later is kept, and the other only loses the state it gathered (a parse,
+// uses towards staging).
+func (c *Cache) payload(key string, e entry) *engine.Payload {
+	if e.raw == nil {
+		return nil
+	}
+	if p, ok := c.hot.Get(key); ok && sameBytes(p.Raw(), e.raw) {
+		return p
+	}
+	p := engine.ReusePayload(e.raw, e.id)
+	c.hot.Add(key, p)
+	return p
+}
+
+// sameBytes reports whether a and b are the same bytes in memory, not only
+// equal ones: a payload made from an entry fetched earlier is not the
+// entry's.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // Identify returns the token's stable fingerprint ID: from cached datapoints
 // when there are some, else from a cached or fresh /clientId answer.
 func (c *Cache) Identify(ctx context.Context, token string) engine.Identity {
 	if e, fresh := c.lookup(datapointsKey + token); fresh {
-		id := ""
-		if e.payload != nil {
-			id = e.payload.FingerprintID()
-		}
-		return engine.Identity{FingerprintID: id, Status: e.status, Origin: engine.OriginCache}
+		return engine.Identity{FingerprintID: e.id, Status: e.status, Origin: engine.OriginCache}
 	}
 	key := identityKey + token
 	if e, fresh := c.lookup(key); fresh {
@@ -256,14 +323,15 @@ func (c *Cache) fetchIdentity(ctx context.Context, key, token string) engine.Ide
 	if err != nil {
 		return engine.Identity{Status: c.remember(key, err, now), Origin: origin(err), Err: err}
 	}
-	c.set(key, &entry{status: engine.StatusOK, id: id, fetchedAt: now}, int64(len(id)), now)
+	c.set(key, entry{status: engine.StatusOK, id: id}, int64(len(id)), now)
 	return engine.Identity{FingerprintID: id, Status: engine.StatusOK, Origin: engine.OriginUpstream}
 }
 
-// lookup returns the entry under key, if any, and whether it is fresh.
-func (c *Cache) lookup(key string) (*entry, bool) {
+// lookup returns the entry under key, if any (else a zero entry), and
+// whether it is fresh.
+func (c *Cache) lookup(key string) (entry, bool) {
 	e, ok := c.store.Get(key)
-	if ok && c.cfg.Now().Before(e.expires) {
+	if ok && c.cfg.Now().UnixNano() < e.expires {
 		c.hits.Add(1)
 		return e, true
 	}
@@ -272,23 +340,23 @@ func (c *Cache) lookup(key string) (*entry, bool) {
 }
 
 // usableStale reports whether e holds datapoints within their stale grace.
-func (c *Cache) usableStale(e *entry) bool {
-	return e != nil && e.status == engine.StatusOK && e.payload != nil &&
-		c.cfg.Now().Before(e.expires.Add(c.cfg.StaleGrace))
+func (c *Cache) usableStale(e entry) bool {
+	return e.status == engine.StatusOK && e.raw != nil &&
+		c.cfg.Now().Before(time.Unix(0, e.expires).Add(c.cfg.StaleGrace))
 }
 
 // set stores e under key, fresh for the TTL its status calls for (kept
 // StaleGrace longer when it holds datapoints), and waits until the entry is
 // visible; size is the bytes e holds beyond its own struct.
-func (c *Cache) set(key string, e *entry, size int64, now time.Time) {
+func (c *Cache) set(key string, e entry, size int64, now time.Time) {
 	ttl, keep := c.cfg.TTL, c.cfg.TTL
 	switch {
 	case e.status == engine.StatusNotFound:
 		ttl, keep = c.cfg.NotFoundTTL, c.cfg.NotFoundTTL
-	case e.payload != nil:
+	case e.raw != nil:
 		keep += c.cfg.StaleGrace
 	}
-	e.expires = now.Add(ttl)
+	e.fetchedAt, e.expires = now.UnixNano(), now.Add(ttl).UnixNano()
 	if c.store.SetWithTTL(key, e, int64(len(key))+entryOverhead+size, keep) {
 		c.store.Wait()
 	}
@@ -299,7 +367,7 @@ func (c *Cache) set(key string, e *entry, size int64, now time.Time) {
 func (c *Cache) remember(key string, err error, now time.Time) engine.Status {
 	switch {
 	case errors.Is(err, csideclient.ErrNotFound):
-		c.set(key, &entry{status: engine.StatusNotFound, fetchedAt: now}, 0, now)
+		c.set(key, entry{status: engine.StatusNotFound}, 0, now)
 		return engine.StatusNotFound
 	case errors.Is(err, csideclient.ErrRejected):
 		return engine.StatusRejected

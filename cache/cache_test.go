@@ -43,6 +43,12 @@ func setup(t testing.TB) (*cache.Cache, *csidetest.Server, *clock) {
 // setupClock is setup with the clock now (nil: the real one).
 func setupClock(t testing.TB, now func() time.Time) (*cache.Cache, *csidetest.Server) {
 	t.Helper()
+	return setupConfig(t, cache.Config{TTL: 5 * time.Minute, NotFoundTTL: 30 * time.Second, Now: now})
+}
+
+// setupConfig is setup with the cache configured by cfg.
+func setupConfig(t testing.TB, cfg cache.Config) (*cache.Cache, *csidetest.Server) {
+	t.Helper()
 	fake := csidetest.NewServer()
 	t.Cleanup(fake.Close)
 	client, err := csideclient.New(csideclient.Config{
@@ -54,7 +60,7 @@ func setupClock(t testing.TB, now func() time.Time) (*cache.Cache, *csidetest.Se
 	if err != nil {
 		t.Fatalf("csideclient.New: %v", err)
 	}
-	c, err := cache.New(cache.Config{TTL: 5 * time.Minute, NotFoundTTL: 30 * time.Second, Now: now}, client)
+	c, err := cache.New(cfg, client)
 	if err != nil {
 		t.Fatalf("cache.New: %v", err)
 	}
@@ -148,18 +154,75 @@ func TestCachedPayloadIsTheParsedUpstreamPayload(t *testing.T) {
 	first := c.Datapoints(context.Background(), "demo-vpn")
 	c.Wait()
 	second := c.Datapoints(context.Background(), "demo-vpn")
+	third := c.Datapoints(context.Background(), "demo-vpn")
 	want, _ := csidetest.Payload("demo-vpn")
 	if string(first.Payload.Raw()) != string(want) {
 		t.Errorf("payload differs from the fixture")
 	}
-	if second.Payload != first.Payload {
-		t.Errorf("cached lookup returned a different payload: the cache must not re-parse")
+	if !sameBytes(second.Payload.Raw(), first.Payload.Raw()) {
+		t.Errorf("cached lookup returned other bytes than the fetch parsed: the cache must keep them, not copies")
+	}
+	if third.Payload != second.Payload {
+		t.Errorf("two lookups from the cache returned different payloads: the engine's state for it (staging) would be lost")
 	}
 	if got := second.Payload.FingerprintID(); got != "fp_VpnUser00000000001" {
 		t.Errorf("FingerprintID() = %q, want fp_VpnUser00000000001", got)
 	}
-	if c.Hits() != 1 || c.Misses() != 1 {
-		t.Errorf("hits/misses = %d/%d, want 1/1", c.Hits(), c.Misses())
+	if c.Hits() != 2 || c.Misses() != 1 {
+		t.Errorf("hits/misses = %d/%d, want 2/1", c.Hits(), c.Misses())
+	}
+}
+
+// sameBytes reports whether a and b are the same bytes in memory.
+func sameBytes(a, b []byte) bool { return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0] }
+
+// TestHotPayloads: a token served from the cache keeps its engine.Payload
+// while it is among the HotPayloads served most recently; past them, or once
+// its entry is fetched again, it gets a new one.
+func TestHotPayloads(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 6, 10, 15, 20, 0, 0, time.UTC)}
+	c, fake := setupConfig(t, cache.Config{HotPayloads: 2, Now: clk.Now})
+	ctx := context.Background()
+	served := func(token string) *engine.Payload {
+		t.Helper()
+		dp := c.Datapoints(ctx, token)
+		c.Wait()
+		if dp.Status != engine.StatusOK || dp.Payload == nil {
+			t.Fatalf("Datapoints(%q) = %s/%s (err %v), want ok", token, dp.Status, dp.Origin, dp.Err)
+		}
+		return dp.Payload
+	}
+	fetched := served("demo-vpn")
+	hot := served("demo-vpn")
+	if hot == fetched || !sameBytes(hot.Raw(), fetched.Raw()) {
+		t.Fatalf("first lookup from the cache: want a new payload over the fetched bytes")
+	}
+	served("demo-human")
+	if served("demo-vpn") != hot {
+		t.Errorf("a token among the 2 served most recently got a new payload")
+	}
+	served("demo-human")
+	served("demo-bot")
+	served("demo-bot")
+	again := served("demo-vpn")
+	if again == hot {
+		t.Errorf("a token past the 2 served most recently kept its payload: HotPayloads does not bound them")
+	}
+	if !sameBytes(again.Raw(), hot.Raw()) {
+		t.Errorf("a token past the hot ones: want a new payload over the same cached bytes")
+	}
+	if served("demo-vpn") != again {
+		t.Errorf("the token's new payload was not kept")
+	}
+
+	clk.Advance(6 * time.Minute) // past the TTL: fetched again
+	refetched := served("demo-vpn")
+	fresh := served("demo-vpn")
+	if sameBytes(refetched.Raw(), again.Raw()) || fresh == again || !sameBytes(fresh.Raw(), refetched.Raw()) {
+		t.Errorf("after a new fetch: want a payload over the new bytes, not the one kept for the old")
+	}
+	if n := fake.ClientRequests(); n != 4 {
+		t.Errorf("upstream requests = %d, want 4 (three tokens, one fetched again)", n)
 	}
 }
 
@@ -247,6 +310,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"tiny max cost", cache.Config{MaxCostBytes: 1000}, client},
 		{"negative ttl", cache.Config{TTL: -time.Second}, client},
 		{"negative not-found ttl", cache.Config{NotFoundTTL: -time.Second}, client},
+		{"negative hot payloads", cache.Config{HotPayloads: -1}, client},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -82,8 +82,13 @@ type Source interface {
 	Identify(ctx context.Context, token string) Identity
 }
 
-// Payload is a cside datapoint bundle, validated and parsed once, as a
-// cache keeps it. A Payload is immutable and safe for concurrent use.
+// Payload is a cside datapoint bundle, validated and parsed once, with the
+// engine's state for it: its parsed tree while the collector leaves it, and
+// its staging (a token's decisions from the cache are served from a staged
+// residual from its StageAfterUses-th on, for as long as its Payload is the
+// one the Source returns). A cache may keep only Raw and FingerprintID for a
+// token no one decided lately and make a new Payload over them with
+// ReusePayload. A Payload is safe for concurrent use.
 //
 // It holds its parsed tree (the policy input's form) weakly: the garbage
 // collector does not mark through it, and frees it at its next cycle once no
@@ -110,12 +115,6 @@ type Payload struct {
 type parsedPayload struct {
 	tree, fingerprint *ast.Term // fingerprint: a string, or null
 }
-
-// PayloadOverhead approximates the bytes a Payload holds besides its raw
-// bytes: the struct, its fingerprint ID and weak pointers
-// (TestMemoryBounded in package cache holds entry costs to what entries
-// really keep).
-const PayloadOverhead = 512
 
 // weakCell holds a *T that the garbage collector may free once nothing
 // else refers to it. Safe for concurrent use. The weak pointer is held
@@ -167,6 +166,15 @@ func ParsePayload(raw []byte) (*Payload, error) {
 	return p, nil
 }
 
+// ReusePayload returns a Payload over raw and fingerprintID as an earlier
+// ParsePayload's Raw and FingerprintID gave them, without parsing or copying
+// them again, and with none of that Payload's state (its parsed tree, its
+// staging). A cache can then keep only those bytes for a token no one
+// decided lately: no object of its own for every collection to mark.
+func ReusePayload(raw []byte, fingerprintID string) *Payload {
+	return &Payload{raw: raw, fingerprintID: fingerprintID}
+}
+
 func (p *Payload) parsedFrom(obj ast.Object) *parsedPayload {
 	fingerprint := nullTerm
 	if p.fingerprintID != "" {
@@ -210,11 +218,6 @@ func (p *Payload) Raw() []byte { return p.raw }
 // FingerprintID returns identification.fingerprintId, or "" when the payload
 // has none (or it is not a non-empty string).
 func (p *Payload) FingerprintID() string { return p.fingerprintID }
-
-// Size approximates the bytes the payload holds in memory: the raw JSON and
-// PayloadOverhead; not its parsed tree, which the garbage collector frees
-// (see Payload). It is what a cache should charge for keeping it.
-func (p *Payload) Size() int64 { return int64(len(p.raw)) + PayloadOverhead }
 
 func lookupString(obj ast.Object, path ...string) (string, bool) {
 	var v ast.Value = obj

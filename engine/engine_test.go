@@ -283,8 +283,8 @@ func TestParsePayload(t *testing.T) {
 		if p.FingerprintID() != tt.wantID {
 			t.Errorf("ParsePayload(%s).FingerprintID() = %q, want %q", tt.raw, p.FingerprintID(), tt.wantID)
 		}
-		if p.Size() < int64(len(tt.raw)) {
-			t.Errorf("ParsePayload(%s).Size() = %d, want at least the raw length", tt.raw, p.Size())
+		if string(p.Raw()) != tt.raw {
+			t.Errorf("ParsePayload(%s).Raw() = %s, want the raw bytes", tt.raw, p.Raw())
 		}
 	}
 

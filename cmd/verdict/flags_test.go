@@ -25,13 +25,13 @@ func TestParseServeFlags(t *testing.T) {
 	}{
 		{name: "defaults", check: func(c serveConfig) bool {
 			return c.addr == ":8080" && c.csideURL == "https://api.cside.com" && c.clientPath == "/token/v1/client" &&
-				c.clientIDPath == "/token/v1/clientId" && c.cacheMaxBytes == 256<<20 && time.Duration(c.cacheTTL) == 5*time.Minute &&
+				c.clientIDPath == "/token/v1/clientId" && c.cacheMaxBytes == 256<<20 && c.hotPayloads == 10_000 && time.Duration(c.cacheTTL) == 5*time.Minute &&
 				time.Duration(c.notFoundTTL) == 30*time.Second && time.Duration(c.upstreamTimeout) == 800*time.Millisecond && !c.demo
 		}},
 		{name: "flags", args: []string{"--addr", "127.0.0.1:9000", "--cache-max-bytes", "64MiB", "--cache-ttl", "1m", "--upstream-timeout", "250ms",
-			"--cside-url", "http://localhost:8081/", "--cside-header", "Authorization: Bearer k"},
+			"--cside-url", "http://localhost:8081/", "--cside-header", "Authorization: Bearer k", "--cache-hot-payloads", "500"},
 			check: func(c serveConfig) bool {
-				return c.addr == "127.0.0.1:9000" && c.cacheMaxBytes == 64<<20 && time.Duration(c.cacheTTL) == time.Minute &&
+				return c.addr == "127.0.0.1:9000" && c.cacheMaxBytes == 64<<20 && c.hotPayloads == 500 && time.Duration(c.cacheTTL) == time.Minute &&
 					time.Duration(c.upstreamTimeout) == 250*time.Millisecond && c.csideURL == "http://localhost:8081" &&
 					c.csideHeader.name == "Authorization" && c.csideHeader.value == "Bearer k"
 			}},
@@ -73,6 +73,7 @@ func TestParseServeFlags(t *testing.T) {
 		{name: "zero duration", args: []string{"--upstream-timeout", "0s"}, wantErr: "-upstream-timeout"},
 		{name: "bad size", args: []string{"--cache-max-bytes", "lots"}, wantErr: "-cache-max-bytes"},
 		{name: "tiny size", args: []string{"--cache-max-bytes", "10KB"}, wantErr: "-cache-max-bytes"},
+		{name: "no hot payloads", args: []string{"--cache-hot-payloads", "0"}, wantErr: "-cache-hot-payloads"},
 		{name: "bad URL scheme", args: []string{"--cside-url", "ftp://x"}, wantErr: "-cside-url"},
 		{name: "URL without host", args: []string{"--cside-url", "http://"}, wantErr: "-cside-url"},
 		{name: "relative path", args: []string{"--cside-client-path", "token/v1/client"}, wantErr: "-cside-client-path"},

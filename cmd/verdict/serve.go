@@ -47,6 +47,7 @@ type serveConfig struct {
 	clientIDPath    urlPath
 	csideHeader     header
 	cacheMaxBytes   byteSize
+	hotPayloads     count
 	gcHeapFloor     optionalSize
 	cacheTTL        positiveDuration
 	notFoundTTL     positiveDuration
@@ -99,6 +100,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		clientPath:      csideclient.DefaultClientPath,
 		clientIDPath:    csideclient.DefaultClientIDPath,
 		cacheMaxBytes:   cache.DefaultMaxCostBytes,
+		hotPayloads:     cache.DefaultHotPayloads,
 		gcHeapFloor:     defaultGCHeapFloor,
 		cacheTTL:        positiveDuration(cache.DefaultTTL),
 		notFoundTTL:     positiveDuration(cache.DefaultNotFoundTTL),
@@ -130,6 +132,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Var(&cfg.clientIDPath, "cside-clientid-path", "cside fingerprint ID endpoint path")
 	fs.Var(&cfg.csideHeader, "cside-header", `header sent to cside, "Name: value" (prefer the environment twin: it is a secret)`)
 	fs.Var(&cfg.cacheMaxBytes, "cache-max-bytes", "datapoint cache memory bound")
+	fs.Var(&cfg.hotPayloads, "cache-hot-payloads", "how many tokens served from the cache most recently keep their parsed and staged state between decisions")
 	fs.Var(&cfg.gcHeapFloor, "gc-heap-floor", "heap size below which the garbage collector does not run; above it, GOGC applies (0: off; ignored when GOGC is set)")
 	fs.Var(&cfg.cacheTTL, "cache-ttl", "how long datapoints stay cached")
 	fs.Var(&cfg.notFoundTTL, "cache-notfound-ttl", `how long a cside "not found" stays cached`)
@@ -375,6 +378,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer client.Close()
 	datapoints, err := cache.New(cache.Config{
 		MaxCostBytes: int64(cfg.cacheMaxBytes),
+		HotPayloads:  int(cfg.hotPayloads),
 		TTL:          time.Duration(cfg.cacheTTL),
 		NotFoundTTL:  time.Duration(cfg.notFoundTTL),
 		StaleGrace:   staleGrace(time.Duration(cfg.staleGrace)),
