@@ -11,7 +11,8 @@
 # time per request (from /proc, so Linux only) with OPA's divided by it, and the memory it allocated per
 # request (from its Prometheus metrics, where it has them: what sets the garbage collector's pace);
 # then the paced latencies, and, on a machine with two cores or more, the same paced measurement with
-# each server alone on a core and the load generator on another (bench/tail.sh, 3 rounds).
+# each server alone on a core and the load generator on another (bench/tail.sh, 3 rounds, with its
+# busy server: the no-op plus Verdict's extra CPU per request, allocating nothing).
 # Installs what it needs: wrk (Debian) and opa v1.22.3 (go install).
 #
 #   bench/run.sh [duration] [connections] [rounds]     (defaults: 10s 16 1)
