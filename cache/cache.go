@@ -96,10 +96,14 @@ type Config struct {
 
 // Cache is a read-through engine.Source. It is safe for concurrent use.
 type Cache struct {
-	cfg        Config
-	fetcher    Fetcher
-	store      *ristretto.Cache[string, entry]
-	hot        *lru.Cache[string, *engine.Payload]
+	cfg     Config
+	fetcher Fetcher
+	store   *ristretto.Cache[string, entry]
+	hot     *lru.Cache[string, *engine.Payload]
+	// epoch is the clock's reading at New: entries keep their times as
+	// offsets from it, measured on the monotonic clock when the clock has
+	// one, as time.Time's Sub does (a wall-clock step does not age them).
+	epoch      time.Time
 	datapoints flightGroup[engine.Datapoints]
 	identities flightGroup[engine.Identity]
 	hits       atomic.Uint64
@@ -118,13 +122,17 @@ type entry struct {
 	raw []byte
 	// id is the fingerprint ID: an identity entry's, or a datapoints entry's
 	// (its engine.Payload's FingerprintID).
-	id        string
-	fetchedAt int64 // Unix nanoseconds
-	expires   int64 // Unix nanoseconds: fresh until; stale (if ok) for StaleGrace more
+	id string
+	// fetchedAt and expires are offsets from the cache's epoch; expires is
+	// when the entry stops being fresh (datapoints are kept StaleGrace more).
+	fetchedAt, expires time.Duration
 }
 
-// fetched returns when the entry was fetched.
-func (e entry) fetched() time.Time { return time.Unix(0, e.fetchedAt) }
+// fetched returns when e was fetched.
+func (c *Cache) fetched(e entry) time.Time { return c.epoch.Add(e.fetchedAt) }
+
+// now returns the clock's reading as an offset from the epoch.
+func (c *Cache) now() time.Duration { return c.cfg.Now().Sub(c.epoch) }
 
 // Key prefixes keep the two kinds of entries for one token apart.
 const (
@@ -187,7 +195,7 @@ func New(cfg Config, f Fetcher) (*Cache, error) {
 		store.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	return &Cache{cfg: cfg, fetcher: f, store: store, hot: hot}, nil
+	return &Cache{cfg: cfg, fetcher: f, store: store, hot: hot, epoch: cfg.Now()}, nil
 }
 
 // Close stops ristretto's goroutines. The Cache must not be used afterwards.
@@ -230,7 +238,7 @@ func (c *Cache) Datapoints(ctx context.Context, token string) engine.Datapoints 
 	e, fresh := c.lookup(key)
 	if fresh {
 		return engine.Datapoints{Status: e.status, Origin: engine.OriginCache, Payload: c.payload(key, e),
-			FetchedAt: e.fetched(), Age: c.cfg.Now().Sub(e.fetched())}
+			FetchedAt: c.fetched(e), Age: c.now() - e.fetchedAt}
 	}
 	dp, shared, err := c.datapoints.do(ctx, key, func(ctx context.Context) engine.Datapoints {
 		return c.fetchDatapoints(ctx, key, token)
@@ -245,7 +253,7 @@ func (c *Cache) Datapoints(ctx context.Context, token string) engine.Datapoints 
 	if dp.Status == engine.StatusUnavailable && c.usableStale(e) {
 		c.stale.Add(1)
 		return engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginStale, Payload: c.payload(key, e),
-			FetchedAt: e.fetched(), Age: c.cfg.Now().Sub(e.fetched()), Err: dp.Err}
+			FetchedAt: c.fetched(e), Age: c.now() - e.fetchedAt, Err: dp.Err}
 	}
 	return dp
 }
@@ -331,7 +339,7 @@ func (c *Cache) fetchIdentity(ctx context.Context, key, token string) engine.Ide
 // whether it is fresh.
 func (c *Cache) lookup(key string) (entry, bool) {
 	e, ok := c.store.Get(key)
-	if ok && c.cfg.Now().UnixNano() < e.expires {
+	if ok && c.now() < e.expires {
 		c.hits.Add(1)
 		return e, true
 	}
@@ -342,7 +350,7 @@ func (c *Cache) lookup(key string) (entry, bool) {
 // usableStale reports whether e holds datapoints within their stale grace.
 func (c *Cache) usableStale(e entry) bool {
 	return e.status == engine.StatusOK && e.raw != nil &&
-		c.cfg.Now().Before(time.Unix(0, e.expires).Add(c.cfg.StaleGrace))
+		c.now() < e.expires+c.cfg.StaleGrace
 }
 
 // set stores e under key, fresh for the TTL its status calls for (kept
@@ -356,7 +364,8 @@ func (c *Cache) set(key string, e entry, size int64, now time.Time) {
 	case e.raw != nil:
 		keep += c.cfg.StaleGrace
 	}
-	e.fetchedAt, e.expires = now.UnixNano(), now.Add(ttl).UnixNano()
+	e.fetchedAt = now.Sub(c.epoch)
+	e.expires = e.fetchedAt + ttl
 	if c.store.SetWithTTL(key, e, int64(len(key))+entryOverhead+size, keep) {
 		c.store.Wait()
 	}
