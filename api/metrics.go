@@ -29,6 +29,9 @@ type MetricSources struct {
 	CacheCostBytes func() uint64
 	// CacheEvictions returns how many entries the cache evicted.
 	CacheEvictions func() uint64
+	// CacheHotPayloads returns how many tokens the cache keeps the engine's
+	// state (parsed, staged) for.
+	CacheHotPayloads func() uint64
 	// Coalesced returns lookups that shared another caller's upstream call.
 	Coalesced func() uint64
 	// BreakerState returns "closed", "half-open" or "open".
@@ -162,6 +165,8 @@ var (
 		"Bytes held by the datapoint cache (its cost accounting: keys, raw and parsed payloads).", nil, nil)
 	cacheEvictionsDesc = prometheus.NewDesc("verdict_cache_evictions_total",
 		"Entries evicted from the datapoint cache to stay within its size.", nil, nil)
+	cacheHotDesc = prometheus.NewDesc("verdict_cache_hot_payloads",
+		"Tokens served from the datapoint cache whose parsed and staged state it keeps (bounded by --cache-hot-payloads).", nil, nil)
 	coalescedDesc = prometheus.NewDesc("verdict_upstream_coalesced_total",
 		"Lookups that shared another caller's cside call instead of making their own.", nil, nil)
 	breakerStateDesc = prometheus.NewDesc("verdict_breaker_state",
@@ -173,7 +178,7 @@ var (
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{cacheLookupsDesc, cacheCostDesc, cacheEvictionsDesc, coalescedDesc, breakerStateDesc, policyInfoDesc, logDroppedDesc} {
+	for _, d := range []*prometheus.Desc{cacheLookupsDesc, cacheCostDesc, cacheEvictionsDesc, cacheHotDesc, coalescedDesc, breakerStateDesc, policyInfoDesc, logDroppedDesc} {
 		ch <- d
 	}
 }
@@ -195,6 +200,9 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 	counter(logDroppedDesc, s.src.DecisionLogDropped)
 	if f := s.src.CacheCostBytes; f != nil {
 		ch <- prometheus.MustNewConstMetric(cacheCostDesc, prometheus.GaugeValue, float64(f()))
+	}
+	if f := s.src.CacheHotPayloads; f != nil {
+		ch <- prometheus.MustNewConstMetric(cacheHotDesc, prometheus.GaugeValue, float64(f()))
 	}
 	if f := s.src.BreakerState; f != nil {
 		state := map[string]float64{"closed": 0, "half-open": 1, "open": 2}[f()]

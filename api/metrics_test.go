@@ -46,10 +46,11 @@ func TestMetricsOverAScriptedMix(t *testing.T) {
 		t.Fatal(err)
 	}
 	metrics = api.NewMetrics(api.MetricSources{
-		CacheLookups:   func() (uint64, uint64, uint64) { return c.Hits(), c.Misses() - c.StaleServed(), c.StaleServed() },
-		Coalesced:      c.Coalesced,
-		BreakerState:   client.BreakerState,
-		PolicyRevision: eng.Revision,
+		CacheLookups:     func() (uint64, uint64, uint64) { return c.Hits(), c.Misses() - c.StaleServed(), c.StaleServed() },
+		Coalesced:        c.Coalesced,
+		BreakerState:     client.BreakerState,
+		PolicyRevision:   eng.Revision,
+		CacheHotPayloads: c.HotPayloads,
 	}, nil)
 	h := api.New(api.Config{Metrics: metrics}, eng)
 
@@ -99,13 +100,16 @@ verdict_breaker_state 0
 # HELP verdict_policy_info The serving policy revision, as a label; the value is always 1.
 # TYPE verdict_policy_info gauge
 verdict_policy_info{revision="` + eng.Revision() + `"} 1
+# HELP verdict_cache_hot_payloads Tokens served from the datapoint cache whose parsed and staged state it keeps (bounded by --cache-hot-payloads).
+# TYPE verdict_cache_hot_payloads gauge
+verdict_cache_hot_payloads 2
 # HELP verdict_upstream_coalesced_total Lookups that shared another caller's cside call instead of making their own.
 # TYPE verdict_upstream_coalesced_total counter
 verdict_upstream_coalesced_total 0
 `
 	if err := testutil.GatherAndCompare(metrics.Registry(), strings.NewReader(expected),
 		"verdict_decisions_total", "verdict_upstream_requests_total", "verdict_cache_lookups_total",
-		"verdict_breaker_state", "verdict_policy_info", "verdict_upstream_coalesced_total"); err != nil {
+		"verdict_breaker_state", "verdict_policy_info", "verdict_upstream_coalesced_total", "verdict_cache_hot_payloads"); err != nil {
 		t.Error(err)
 	}
 	counts := map[string]uint64{}

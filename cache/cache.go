@@ -15,8 +15,8 @@
 // an object per token otherwise (docs/architecture.md, "Where the parsed
 // datapoints live"). The engine's state for a payload (its parsed tree while
 // the collector leaves it, its staged residual) lives in an engine.Payload,
-// which the cache keeps for the HotPayloads tokens served from it most
-// recently.
+// which the cache keeps for the tokens served from it (up to HotPayloads)
+// while their entry is cached.
 //
 // ristretto applies sets asynchronously and may drop them under contention
 // or when its admission policy refuses an entry. Nothing here depends on a
@@ -44,7 +44,6 @@ const (
 	DefaultTTL          = 5 * time.Minute
 	DefaultNotFoundTTL  = 30 * time.Second
 	DefaultStaleGrace   = time.Hour
-	DefaultHotPayloads  = 10_000
 )
 
 // entryOverhead approximates what an entry holds besides its bytes (the raw
@@ -80,15 +79,16 @@ type Config struct {
 	// (as stale) when the upstream is unavailable. Zero means
 	// DefaultStaleGrace (1 h); a negative value disables stale serving.
 	StaleGrace time.Duration
-	// HotPayloads is how many of the tokens served from the cache most
-	// recently keep the engine's state for their payload between
-	// decisions: the parsed tree until the next garbage collection, and
-	// the staged residual that serves a token's decisions from its
-	// engine.StageAfterUses-th from the cache on. A token outside them is
-	// decided from its cached bytes, and staged again once it is back among
-	// them. They hold up to about 3 KB each besides what MaxCostBytes
-	// bounds (their payload's bytes, when the cache has evicted its entry
-	// since). Zero means DefaultHotPayloads (10,000).
+	// HotPayloads bounds the tokens served from the cache that keep the
+	// engine's state for their payload between decisions (the parsed tree
+	// until the next garbage collection, and the staged residual that serves
+	// a token's decisions from its engine.StageAfterUses-th from the cache
+	// on), for as long as their entry is cached; past the bound, those
+	// served least recently lose it, and are decided from their cached bytes
+	// and staged again when they come back. Each holds ~0.6 KB besides what
+	// MaxCostBytes bounds. A token fetched and never decided again holds
+	// none. Zero means as many as MaxCostBytes holds typical entries
+	// (MaxCostBytes / 2 KiB: 131,072 at the default).
 	HotPayloads int
 	// Now is the clock; nil means time.Now. Tests move it instead of sleeping.
 	Now func() time.Time
@@ -99,7 +99,10 @@ type Cache struct {
 	cfg     Config
 	fetcher Fetcher
 	store   *ristretto.Cache[string, entry]
-	hot     *lru.Cache[string, *engine.Payload]
+	// hot holds the engine.Payload of tokens served from the cache, by
+	// the address of their cached bytes (so a payload is never one of an
+	// entry fetched earlier); an entry leaving the cache takes its own.
+	hot *lru.Cache[*byte, *engine.Payload]
 	// epoch is the clock's reading at New: entries keep their times as
 	// offsets from it, measured on the monotonic clock when the clock has
 	// one, as time.Time's Sub does (a wall-clock step does not age them).
@@ -158,7 +161,7 @@ func New(cfg Config, f Fetcher) (*Cache, error) {
 		cfg.StaleGrace = 0
 	}
 	if cfg.HotPayloads == 0 {
-		cfg.HotPayloads = DefaultHotPayloads
+		cfg.HotPayloads = int(max(cfg.MaxCostBytes/expectedEntryBytes, 1))
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -180,19 +183,24 @@ func New(cfg Config, f Fetcher) (*Cache, error) {
 		return nil, fmt.Errorf("cache: invalid config: %w", err)
 	}
 
+	hot, err := lru.New[*byte, *engine.Payload](max(cfg.HotPayloads, 1))
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
 	store, err := ristretto.NewCache(&ristretto.Config[string, entry]{
 		// ristretto advises 10 counters per entry the cache holds when full.
 		NumCounters: max(10*cfg.MaxCostBytes/expectedEntryBytes, 10_000),
 		MaxCost:     cfg.MaxCostBytes,
 		BufferItems: 64,
 		Metrics:     true, // cost held and evictions, for monitoring
+		// An entry evicted, expired or replaced takes its hot payload.
+		OnExit: func(e entry) {
+			if len(e.raw) > 0 {
+				hot.Remove(&e.raw[0])
+			}
+		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
-	}
-	hot, err := lru.New[string, *engine.Payload](cfg.HotPayloads)
-	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	return &Cache{cfg: cfg, fetcher: f, store: store, hot: hot, epoch: cfg.Now()}, nil
@@ -218,6 +226,10 @@ func (c *Cache) CostBytes() uint64 {
 	return m.CostAdded() - min(m.CostEvicted(), m.CostAdded())
 }
 
+// HotPayloads reports how many tokens the cache keeps an engine.Payload for
+// (their parsed and staged state; Config.HotPayloads bounds them).
+func (c *Cache) HotPayloads() uint64 { return uint64(c.hot.Len()) }
+
 // Evictions reports entries evicted to stay within MaxCostBytes.
 func (c *Cache) Evictions() uint64 { return c.store.Metrics.KeysEvicted() }
 
@@ -237,7 +249,7 @@ func (c *Cache) Datapoints(ctx context.Context, token string) engine.Datapoints 
 	key := datapointsKey + token
 	e, fresh := c.lookup(key)
 	if fresh {
-		return engine.Datapoints{Status: e.status, Origin: engine.OriginCache, Payload: c.payload(key, e),
+		return engine.Datapoints{Status: e.status, Origin: engine.OriginCache, Payload: c.payload(e),
 			FetchedAt: c.fetched(e), Age: c.now() - e.fetchedAt}
 	}
 	dp, shared, err := c.datapoints.do(ctx, key, func(ctx context.Context) engine.Datapoints {
@@ -252,7 +264,7 @@ func (c *Cache) Datapoints(ctx context.Context, token string) engine.Datapoints 
 	}
 	if dp.Status == engine.StatusUnavailable && c.usableStale(e) {
 		c.stale.Add(1)
-		return engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginStale, Payload: c.payload(key, e),
+		return engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginStale, Payload: c.payload(e),
 			FetchedAt: c.fetched(e), Age: c.now() - e.fetchedAt, Err: dp.Err}
 	}
 	return dp
@@ -276,30 +288,21 @@ func (c *Cache) fetchDatapoints(ctx context.Context, key, token string) engine.D
 	return engine.Datapoints{Status: engine.StatusOK, Origin: engine.OriginUpstream, Payload: p, FetchedAt: now}
 }
 
-// payload returns the engine.Payload of e, a datapoints entry found under
-// key: the one kept for the token when it is among the HotPayloads served
-// from the cache most recently and was made from e's bytes, else a new one
-// over them, kept from now on. (A payload just fetched is not kept: most
-// tokens are decided once.) Two callers may make one each at once; the
-// later is kept, and the other only loses the state it gathered (a parse,
-// uses towards staging).
-func (c *Cache) payload(key string, e entry) *engine.Payload {
-	if e.raw == nil {
+// payload returns the engine.Payload of e, a datapoints entry served from
+// the cache: the one kept for e's bytes, else a new one over them, kept
+// from now on. (A payload just fetched is not kept: most tokens are decided
+// once.) Two callers may make one each at once; the later is kept, and the
+// other only loses the state it gathered (a parse, uses towards staging).
+func (c *Cache) payload(e entry) *engine.Payload {
+	if len(e.raw) == 0 {
 		return nil
 	}
-	if p, ok := c.hot.Get(key); ok && sameBytes(p.Raw(), e.raw) {
+	if p, ok := c.hot.Get(&e.raw[0]); ok {
 		return p
 	}
 	p := engine.ReusePayload(e.raw, e.id)
-	c.hot.Add(key, p)
+	c.hot.Add(&e.raw[0], p)
 	return p
-}
-
-// sameBytes reports whether a and b are the same bytes in memory, not only
-// equal ones: a payload made from an entry fetched earlier is not the
-// entry's.
-func sameBytes(a, b []byte) bool {
-	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // Identify returns the token's stable fingerprint ID: from cached datapoints

@@ -178,7 +178,8 @@ func sameBytes(a, b []byte) bool { return len(a) == len(b) && len(a) > 0 && &a[0
 
 // TestHotPayloads: a token served from the cache keeps its engine.Payload
 // while it is among the HotPayloads served most recently; past them, or once
-// its entry is fetched again, it gets a new one.
+// its entry is fetched again, it gets a new one, and an entry leaving the
+// cache takes its payload along.
 func TestHotPayloads(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 6, 10, 15, 20, 0, 0, time.UTC)}
 	c, fake := setupConfig(t, cache.Config{HotPayloads: 2, Now: clk.Now})
@@ -215,8 +216,15 @@ func TestHotPayloads(t *testing.T) {
 		t.Errorf("the token's new payload was not kept")
 	}
 
+	if n := c.HotPayloads(); n != 2 {
+		t.Errorf("HotPayloads() = %d, want the bound, 2", n)
+	}
+
 	clk.Advance(6 * time.Minute) // past the TTL: fetched again
 	refetched := served("demo-vpn")
+	if n := c.HotPayloads(); n != 1 {
+		t.Errorf("after a token's entry was replaced: HotPayloads() = %d, want 1: the old entry must take its payload along", n)
+	}
 	fresh := served("demo-vpn")
 	if sameBytes(refetched.Raw(), again.Raw()) || fresh == again || !sameBytes(fresh.Raw(), refetched.Raw()) {
 		t.Errorf("after a new fetch: want a payload over the new bytes, not the one kept for the old")

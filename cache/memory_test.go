@@ -29,12 +29,13 @@ func (t inMemory) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // TestMemoryBounded streams 200k distinct tokens, each with its own 1.6 KB
 // payload and each looked up twice (fetched, then served from the cache, so
-// that the hot payloads fill too), through a cache bounded to 64 MiB with
-// 4,000 hot payloads, and checks two bounds:
+// that the hot payloads fill too), through a cache bounded to 64 MiB (hot
+// payloads at their default bound), and checks two bounds:
 //
-//   - live heap (after GC) within MaxCostBytes of the baseline, plus 3 KB
-//     per hot payload: entry costs account for the memory entries really
-//     hold, and hot payloads hold what Config.HotPayloads says;
+//   - live heap (after GC) within MaxCostBytes of the baseline, plus 1 KB
+//     per hot payload kept at the end: entry costs account for the memory
+//     entries really hold, and a hot payload holds what Config.HotPayloads
+//     says (its entry's bytes are the cache's);
 //   - heap in use within 4 times that: each lookup leaves garbage (the
 //     payload's parsed tree, which the cache does not keep: engine.Payload),
 //     and evicting entries in random order leaves spans partly used
@@ -48,14 +49,13 @@ func TestMemoryBounded(t *testing.T) {
 	if raceEnabled {
 		tokens, maxCost = 25_000, 8<<20
 	}
-	hot := tokens / 50
 	fake := csidetest.NewServer()
 	defer fake.Close()
 	client, err := csideclient.New(csideclient.Config{BaseURL: fake.URL, Transport: inMemory{fake}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := cache.New(cache.Config{MaxCostBytes: maxCost, HotPayloads: hot}, client)
+	c, err := cache.New(cache.Config{MaxCostBytes: maxCost}, client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,14 +89,15 @@ func TestMemoryBounded(t *testing.T) {
 	wg.Wait()
 	c.Wait()
 	final := readHeap()
+	hot := c.HotPayloads()
 	peakInUse := max(peak.Load(), final.inUse)
 	t.Logf("%d tokens through a %d MiB cache, %d hot payloads: live heap %d MiB at start, %d MiB at the end; heap in use %d MiB at start, peak %d MiB, %d MiB at the end",
 		tokens, maxCost>>20, hot, baseline.live>>20, final.live>>20, baseline.inUse>>20, peakInUse>>20, final.inUse>>20)
 	if failed.Load() > 0 {
 		t.Errorf("%d lookups failed", failed.Load())
 	}
-	if limit := baseline.live + uint64(maxCost)*11/10 + uint64(hot)*3<<10 + 8<<20; final.live > limit {
-		t.Errorf("live heap %d MiB, want at most %d MiB: entry costs understate what entries hold, or hot payloads hold more than 3 KB",
+	if limit := baseline.live + uint64(maxCost)*11/10 + hot<<10 + 8<<20; final.live > limit {
+		t.Errorf("live heap %d MiB, want at most %d MiB: entry costs understate what entries hold, or hot payloads hold more than 1 KB",
 			final.live>>20, limit>>20)
 	}
 	if limit := baseline.inUse + uint64(maxCost)*4 + 16<<20; peakInUse > limit {

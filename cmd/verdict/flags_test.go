@@ -25,7 +25,7 @@ func TestParseServeFlags(t *testing.T) {
 	}{
 		{name: "defaults", check: func(c serveConfig) bool {
 			return c.addr == ":8080" && c.csideURL == "https://api.cside.com" && c.clientPath == "/token/v1/client" &&
-				c.clientIDPath == "/token/v1/clientId" && c.cacheMaxBytes == 256<<20 && c.hotPayloads == 10_000 && time.Duration(c.cacheTTL) == 5*time.Minute &&
+				c.clientIDPath == "/token/v1/clientId" && c.cacheMaxBytes == 256<<20 && c.hotPayloads == 0 && time.Duration(c.cacheTTL) == 5*time.Minute &&
 				time.Duration(c.notFoundTTL) == 30*time.Second && time.Duration(c.upstreamTimeout) == 800*time.Millisecond && !c.demo
 		}},
 		{name: "flags", args: []string{"--addr", "127.0.0.1:9000", "--cache-max-bytes", "64MiB", "--cache-ttl", "1m", "--upstream-timeout", "250ms",

@@ -100,7 +100,6 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		clientPath:      csideclient.DefaultClientPath,
 		clientIDPath:    csideclient.DefaultClientIDPath,
 		cacheMaxBytes:   cache.DefaultMaxCostBytes,
-		hotPayloads:     cache.DefaultHotPayloads,
 		gcHeapFloor:     defaultGCHeapFloor,
 		cacheTTL:        positiveDuration(cache.DefaultTTL),
 		notFoundTTL:     positiveDuration(cache.DefaultNotFoundTTL),
@@ -132,7 +131,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Var(&cfg.clientIDPath, "cside-clientid-path", "cside fingerprint ID endpoint path")
 	fs.Var(&cfg.csideHeader, "cside-header", `header sent to cside, "Name: value" (prefer the environment twin: it is a secret)`)
 	fs.Var(&cfg.cacheMaxBytes, "cache-max-bytes", "datapoint cache memory bound")
-	fs.Var(&cfg.hotPayloads, "cache-hot-payloads", "how many tokens served from the cache most recently keep their parsed and staged state between decisions")
+	fs.Var(&cfg.hotPayloads, "cache-hot-payloads", "bound on the tokens served from the cache that keep their parsed and staged state while cached (default: --cache-max-bytes / 2KiB)")
 	fs.Var(&cfg.gcHeapFloor, "gc-heap-floor", "heap size below which the garbage collector does not run; above it, GOGC applies (0: off; ignored when GOGC is set)")
 	fs.Var(&cfg.cacheTTL, "cache-ttl", "how long datapoints stay cached")
 	fs.Var(&cfg.notFoundTTL, "cache-notfound-ttl", `how long a cside "not found" stays cached`)
@@ -457,11 +456,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			stale := datapoints.StaleServed()
 			return datapoints.Hits(), datapoints.Misses() - min(stale, datapoints.Misses()), stale
 		},
-		CacheCostBytes: datapoints.CostBytes,
-		CacheEvictions: datapoints.Evictions,
-		Coalesced:      datapoints.Coalesced,
-		BreakerState:   client.BreakerState,
-		PolicyRevision: eng.Revision,
+		CacheCostBytes:   datapoints.CostBytes,
+		CacheEvictions:   datapoints.Evictions,
+		CacheHotPayloads: datapoints.HotPayloads,
+		Coalesced:        datapoints.Coalesced,
+		BreakerState:     client.BreakerState,
+		PolicyRevision:   eng.Revision,
 		DecisionLogDropped: func() uint64 {
 			if decisions == nil {
 				return 0
