@@ -31,7 +31,7 @@ type MetricSources struct {
 	CacheEvictions func() uint64
 	// CacheHotPayloads returns how many tokens the cache keeps the engine's
 	// state (parsed, staged) for.
-	CacheHotPayloads func() uint64
+	CacheHotPayloads func() int
 	// Coalesced returns lookups that shared another caller's upstream call.
 	Coalesced func() uint64
 	// BreakerState returns "closed", "half-open" or "open".

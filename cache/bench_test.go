@@ -92,7 +92,7 @@ func BenchmarkCollectFullCache(b *testing.B) {
 				}
 			}
 			c.Wait()
-			if want := uint64(tokens * (tc.lookups - 1)); c.HotPayloads() != want {
+			if want := tokens * (tc.lookups - 1); c.HotPayloads() != want {
 				b.Fatalf("%d hot payloads, want %d", c.HotPayloads(), want)
 			}
 			runtime.GC()

@@ -228,7 +228,7 @@ func (c *Cache) CostBytes() uint64 {
 
 // HotPayloads reports how many tokens the cache keeps an engine.Payload for
 // (their parsed and staged state; Config.HotPayloads bounds them).
-func (c *Cache) HotPayloads() uint64 { return uint64(c.hot.Len()) }
+func (c *Cache) HotPayloads() int { return c.hot.Len() }
 
 // Evictions reports entries evicted to stay within MaxCostBytes.
 func (c *Cache) Evictions() uint64 { return c.store.Metrics.KeysEvicted() }

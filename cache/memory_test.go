@@ -96,7 +96,7 @@ func TestMemoryBounded(t *testing.T) {
 	if failed.Load() > 0 {
 		t.Errorf("%d lookups failed", failed.Load())
 	}
-	if limit := baseline.live + uint64(maxCost)*11/10 + hot<<10 + 8<<20; final.live > limit {
+	if limit := baseline.live + uint64(maxCost)*11/10 + uint64(hot)<<10 + 8<<20; final.live > limit {
 		t.Errorf("live heap %d MiB, want at most %d MiB: entry costs understate what entries hold, or hot payloads hold more than 1 KB",
 			final.live>>20, limit>>20)
 	}
