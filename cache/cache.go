@@ -293,6 +293,8 @@ func (c *Cache) fetchDatapoints(ctx context.Context, key, token string) engine.D
 // from now on. (A payload just fetched is not kept: most tokens are decided
 // once.) Two callers may make one each at once; the later is kept, and the
 // other only loses the state it gathered (a parse, uses towards staging).
+// An entry evicted between this lookup and the Add leaves its payload in
+// hot until the LRU drops it: rare, and within the bound.
 func (c *Cache) payload(e entry) *engine.Payload {
 	if len(e.raw) == 0 {
 		return nil
