@@ -21,6 +21,10 @@
 #
 #   FILL=15000 bench/tail.sh
 #
+# RATE=N paces every server at N req/s instead of half Verdict's measured
+# saturation: to compare configurations whose saturation runs differ (a
+# large --gc-heap-floor pays page faults while a fresh heap first grows).
+#
 # Steps: saturate the no-op server and Verdict with wrk for [duration] each
 # (req/s); start the busy server (harness busy: the no-op plus, in a loop
 # that allocates nothing, the CPU per request Verdict spends beyond it, so
@@ -78,6 +82,10 @@ noop_sat=$(saturate http://127.0.0.1:18601/decide)
 sat=$(saturate http://127.0.0.1:18603/decide)
 [ "${noop_sat:-0}" -gt 0 ] && [ "${sat:-0}" -gt 0 ] || { echo "FAILED: wrk measured no rate" >&2; exit 1; }
 rate=$((sat / 2))
+if [ -n "${RATE:-}" ]; then
+	[ "$RATE" -gt 0 ] 2>/dev/null || { echo "FAILED: RATE=$RATE: want a positive number of requests per second" >&2; exit 1; }
+	rate=$RATE
+fi
 # The busy server: the no-op plus Verdict's extra CPU per request, so that it
 # saturates where Verdict does and runs at Verdict's utilization when paced
 # at the same rate, without Verdict's heap: its p99 is what queueing and the
@@ -106,4 +114,4 @@ for round in $(seq "$rounds"); do
 done
 # median COLUMN: the median of the rounds' p99s in the column (1 no-op, 2 busy, 3 Verdict).
 median() { tr -d 'ms' <"$work/p99" | awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.2fms", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-echo "median p99 at $rate req/s (half of Verdict's one-core saturation): no-op $(median 1), busy $(median 2), Verdict $(median 3)"
+echo "median p99 at $rate req/s (${RATE:+RATE; }half of Verdict's one-core saturation: $((sat / 2))): no-op $(median 1), busy $(median 2), Verdict $(median 3)"
