@@ -45,6 +45,10 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 . bench/lib.sh
 
+if [ -n "${RATE:-}" ] && ! [ "$RATE" -gt 0 ] 2>/dev/null; then
+	echo "FAILED: RATE=$RATE: want a positive number of requests per second" >&2
+	exit 1
+fi
 cores=$(nproc)
 [ "$cores" -ge 2 ] || { echo "FAILED: bench/tail.sh needs two cores, this machine has $cores" >&2; exit 1; }
 command -v taskset >/dev/null || { echo "FAILED: bench/tail.sh needs taskset (Debian: util-linux)" >&2; exit 1; }
@@ -81,11 +85,7 @@ echo "saturating the no-op server and Verdict ($duration each, 16 connections, w
 noop_sat=$(saturate http://127.0.0.1:18601/decide)
 sat=$(saturate http://127.0.0.1:18603/decide)
 [ "${noop_sat:-0}" -gt 0 ] && [ "${sat:-0}" -gt 0 ] || { echo "FAILED: wrk measured no rate" >&2; exit 1; }
-rate=$((sat / 2))
-if [ -n "${RATE:-}" ]; then
-	[ "$RATE" -gt 0 ] 2>/dev/null || { echo "FAILED: RATE=$RATE: want a positive number of requests per second" >&2; exit 1; }
-	rate=$RATE
-fi
+rate=${RATE:-$((sat / 2))}
 # The busy server: the no-op plus Verdict's extra CPU per request, so that it
 # saturates where Verdict does and runs at Verdict's utilization when paced
 # at the same rate, without Verdict's heap: its p99 is what queueing and the

@@ -161,7 +161,7 @@ func New(cfg Config, f Fetcher) (*Cache, error) {
 		cfg.StaleGrace = 0
 	}
 	if cfg.HotPayloads == 0 {
-		cfg.HotPayloads = int(max(cfg.MaxCostBytes/expectedEntryBytes, 1))
+		cfg.HotPayloads = int(cfg.MaxCostBytes / expectedEntryBytes)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -183,7 +183,7 @@ func New(cfg Config, f Fetcher) (*Cache, error) {
 		return nil, fmt.Errorf("cache: invalid config: %w", err)
 	}
 
-	hot, err := lru.New[*byte, *engine.Payload](max(cfg.HotPayloads, 1))
+	hot, err := lru.New[*byte, *engine.Payload](cfg.HotPayloads)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}

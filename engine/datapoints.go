@@ -87,8 +87,8 @@ type Source interface {
 // its staging (a token's decisions from the cache are served from a staged
 // residual from its StageAfterUses-th on, for as long as its Payload is the
 // one the Source returns). A cache may keep only Raw and FingerprintID for a
-// token no one decided lately and make a new Payload over them with
-// ReusePayload. A Payload is safe for concurrent use.
+// token it has not served yet and make a new Payload over them with
+// ReusePayload when it does. A Payload is safe for concurrent use.
 //
 // It holds its parsed tree (the policy input's form) weakly: the garbage
 // collector does not mark through it, and frees it at its next cycle once no
@@ -169,8 +169,8 @@ func ParsePayload(raw []byte) (*Payload, error) {
 // ReusePayload returns a Payload over raw and fingerprintID as an earlier
 // ParsePayload's Raw and FingerprintID gave them, without parsing or copying
 // them again, and with none of that Payload's state (its parsed tree, its
-// staging). A cache can then keep only those bytes for a token no one
-// decided lately: no object of its own for every collection to mark.
+// staging). A cache can then keep only those bytes for a token it has not
+// served yet: no object of its own for every collection to mark.
 func ReusePayload(raw []byte, fingerprintID string) *Payload {
 	return &Payload{raw: raw, fingerprintID: fingerprintID}
 }
