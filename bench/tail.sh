@@ -26,15 +26,19 @@
 # large --gc-heap-floor pays page faults while a fresh heap first grows).
 #
 # Steps: saturate the no-op server and Verdict with wrk for [duration] each
-# (req/s); start the busy server (harness busy: the no-op plus, in a loop
+# (req/s; Verdict after a first, discarded run that warms it up); start the
+# busy server (harness busy: the no-op plus, in a loop
 # that allocates nothing, the CPU per request Verdict spends beyond it, so
 # that at one rate both are equally busy); then, [rounds] times, pace the
 # no-op, busy and Verdict servers in turn at half Verdict's saturation, open
 # loop, for [duration] each. Prints each round's p50 / p99 / p99.9 of the
-# three and the garbage collections Verdict ran during its paced run (from
-# its metrics), then the median p99s. The busy server's p99 is what queueing
-# at Verdict's utilization and the machine's own stalls give; Verdict's
-# above it is Verdict's own (its collections). Installs wrk when it is
+# three, the garbage collections Verdict ran during its paced run (from its
+# metrics) and Verdict's excess (its p99 minus the busy server's in the same
+# round), then the medians. The busy server's p99 is what queueing at
+# Verdict's utilization and the machine's own stalls give; Verdict's above
+# it is Verdict's own (its collections). The machine's capacity drifts over
+# minutes, so the excess, a difference of two runs seconds apart, moves less
+# between runs than either p99. Installs wrk when it is
 # missing; needs taskset (util-linux) and at least two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,6 +87,10 @@ saturate() {
 }
 echo "saturating the no-op server and Verdict ($duration each, 16 connections, wrk on core 0)" >&2
 noop_sat=$(saturate http://127.0.0.1:18601/decide)
+# A first run warms Verdict up: a fresh process pays a page fault for each
+# page its heap first grows into (up to --gc-heap-floor), which would lower
+# its saturation, and with it the pacing rate and the busy server's work.
+saturate http://127.0.0.1:18603/decide >/dev/null
 sat=$(saturate http://127.0.0.1:18603/decide)
 [ "${noop_sat:-0}" -gt 0 ] && [ "${sat:-0}" -gt 0 ] || { echo "FAILED: wrk measured no rate" >&2; exit 1; }
 rate=${RATE:-$((sat / 2))}
@@ -97,7 +105,7 @@ wait_up http://127.0.0.1:18602/
 busy_sat=$(saturate http://127.0.0.1:18602/decide)
 echo "one core: the no-op server saturates at $noop_sat req/s, Verdict at $sat, the busy server ($extra of work per request) at $busy_sat; pacing each at $rate req/s" >&2
 
-printf "%-6s %28s %28s %28s %5s\n" round "no-op p50 / p99 / p99.9" "busy p50 / p99 / p99.9" "Verdict p50 / p99 / p99.9" GCs
+printf "%-6s %28s %28s %28s %5s %8s\n" round "no-op p50 / p99 / p99.9" "busy p50 / p99 / p99.9" "Verdict p50 / p99 / p99.9" GCs excess
 for round in $(seq "$rounds"); do
 	read -r n50 n99 n999 nerr _ < <(pace http://127.0.0.1:18601/decide "$rate") ||
 		{ echo "FAILED: pacing the no-op server" >&2; exit 1; }
@@ -109,9 +117,10 @@ for round in $(seq "$rounds"); do
 	after=$(gcs)
 	[ "$nerr" = 0 ] && [ "$berr" = 0 ] && [ "$verr" = 0 ] ||
 		{ echo "FAILED: $nerr no-op, $berr busy and $verr Verdict requests failed" >&2; exit 1; }
-	printf "%-6s %28s %28s %28s %5s\n" "$round" "$n50 / $n99 / $n999" "$b50 / $b99 / $b999" "$v50 / $v99 / $v999" "$((after - before))"
-	echo "$n99 $b99 $v99" >>"$work/p99"
+	excess=$(awk -v b="${b99%ms}" -v v="${v99%ms}" 'BEGIN { printf "%+.2fms", v - b }')
+	printf "%-6s %28s %28s %28s %5s %8s\n" "$round" "$n50 / $n99 / $n999" "$b50 / $b99 / $b999" "$v50 / $v99 / $v999" "$((after - before))" "$excess"
+	echo "$n99 $b99 $v99 $excess" >>"$work/p99"
 done
-# median COLUMN: the median of the rounds' p99s in the column (1 no-op, 2 busy, 3 Verdict).
+# median COLUMN: the median of the rounds' p99s in the column (1 no-op, 2 busy, 3 Verdict, 4 excess).
 median() { tr -d 'ms' <"$work/p99" | awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.2fms", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-echo "median p99 at $rate req/s (${RATE:+RATE; }half of Verdict's one-core saturation: $((sat / 2))): no-op $(median 1), busy $(median 2), Verdict $(median 3)"
+echo "median p99 at $rate req/s (${RATE:+RATE; }half of Verdict's one-core saturation: $((sat / 2))): no-op $(median 1), busy $(median 2), Verdict $(median 3); Verdict's excess over the busy server $(median 4)"
