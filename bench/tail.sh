@@ -21,6 +21,14 @@
 #
 #   FILL=15000 bench/tail.sh
 #
+# COMPARE=CONFIG starts a second Verdict with that configuration (same
+# syntax) on the same core and paces it in every round right after the
+# first, at the same rate: two configurations measured in the same minutes,
+# round by round, which on a machine whose capacity drifts says more than
+# two runs of this script one after the other.
+#
+#   COMPARE='--gc-heap-floor 256MiB' bench/tail.sh
+#
 # RATE=N paces every server at N req/s instead of half Verdict's measured
 # saturation: to compare configurations whose saturation runs differ (a
 # large --gc-heap-floor pays page faults while a fresh heap first grows).
@@ -68,14 +76,19 @@ GOMAXPROCS=1 taskset -c "$server_core" "$work/harness" noop 127.0.0.1:18601 >/de
 wait_up http://127.0.0.1:18601/
 
 start_verdict "$work" verdict 127.0.0.1:18603 127.0.0.1:18604 "GOMAXPROCS=1 $config" taskset -c "$server_core"
+if [ -n "${COMPARE:-}" ]; then
+	start_verdict "$work" verdict-b 127.0.0.1:18605 127.0.0.1:18606 "GOMAXPROCS=1 $COMPARE" taskset -c "$server_core"
+fi
 if [ "${FILL:-0}" -gt 0 ]; then
 	echo "filling Verdict's cache with $FILL tokens" >&2
 	fill_cache http://127.0.0.1:18603/decide http://127.0.0.1:18604 "$FILL" taskset -c 0
+	[ -z "${COMPARE:-}" ] || fill_cache http://127.0.0.1:18605/decide http://127.0.0.1:18606 "$FILL" taskset -c 0
 fi
 
-# gcs: how many collections Verdict has run (go_gc_duration_seconds_count).
+# gcs ADMIN_URL: how many collections that Verdict has run
+# (go_gc_duration_seconds_count).
 gcs() {
-	curl -fs -H "Authorization: Bearer $ADMIN_KEY" http://127.0.0.1:18604/metrics |
+	curl -fs -H "Authorization: Bearer $ADMIN_KEY" "$1/metrics" |
 		awk '$1 == "go_gc_duration_seconds_count" { print $2 }'
 }
 # pace URL RATE: the pacer on core 0, one P: "p50 p99 p99.9 failures lag".
@@ -92,6 +105,11 @@ noop_sat=$(saturate http://127.0.0.1:18601/decide)
 # its saturation, and with it the pacing rate and the busy server's work.
 saturate http://127.0.0.1:18603/decide >/dev/null
 sat=$(saturate http://127.0.0.1:18603/decide)
+if [ -n "${COMPARE:-}" ]; then
+	saturate http://127.0.0.1:18605/decide >/dev/null
+	sat_b=$(saturate http://127.0.0.1:18605/decide)
+	echo "one core: the second Verdict ($COMPARE) saturates at $sat_b req/s" >&2
+fi
 [ "${noop_sat:-0}" -gt 0 ] && [ "${sat:-0}" -gt 0 ] || { echo "FAILED: wrk measured no rate" >&2; exit 1; }
 rate=${RATE:-$((sat / 2))}
 # The busy server: the no-op plus Verdict's extra CPU per request, so that it
@@ -105,22 +123,38 @@ wait_up http://127.0.0.1:18602/
 busy_sat=$(saturate http://127.0.0.1:18602/decide)
 echo "one core: the no-op server saturates at $noop_sat req/s, Verdict at $sat, the busy server ($extra of work per request) at $busy_sat; pacing each at $rate req/s" >&2
 
-printf "%-6s %28s %28s %28s %5s %8s\n" round "no-op p50 / p99 / p99.9" "busy p50 / p99 / p99.9" "Verdict p50 / p99 / p99.9" GCs excess
+# pace_verdict URL ADMIN_URL: paces that Verdict; prints "p50 p99 p99.9
+# failures collections".
+pace_verdict() {
+	local before after v50 v99 v999 verr
+	before=$(gcs "$2")
+	read -r v50 v99 v999 verr _ < <(pace "$1" "$rate") || { echo "FAILED: pacing Verdict at $1" >&2; exit 1; }
+	after=$(gcs "$2")
+	echo "$v50 $v99 $v999 $verr $((after - before))"
+}
+# excess OF OVER: the difference of two p99s ("1.23ms"), signed.
+excess() { awk -v v="${1%ms}" -v b="${2%ms}" 'BEGIN { printf "%+.2fms", v - b }'; }
+
+printf "%-6s %28s %28s %28s %5s %8s" round "no-op p50 / p99 / p99.9" "busy p50 / p99 / p99.9" "Verdict p50 / p99 / p99.9" GCs excess
+[ -z "${COMPARE:-}" ] || printf " %28s %5s %8s" "second p50 / p99 / p99.9" GCs excess
+echo
 for round in $(seq "$rounds"); do
 	read -r n50 n99 n999 nerr _ < <(pace http://127.0.0.1:18601/decide "$rate") ||
 		{ echo "FAILED: pacing the no-op server" >&2; exit 1; }
 	read -r b50 b99 b999 berr _ < <(pace http://127.0.0.1:18602/decide "$rate") ||
 		{ echo "FAILED: pacing the busy server" >&2; exit 1; }
-	before=$(gcs)
-	read -r v50 v99 v999 verr _ < <(pace http://127.0.0.1:18603/decide "$rate") ||
-		{ echo "FAILED: pacing Verdict" >&2; exit 1; }
-	after=$(gcs)
-	[ "$nerr" = 0 ] && [ "$berr" = 0 ] && [ "$verr" = 0 ] ||
-		{ echo "FAILED: $nerr no-op, $berr busy and $verr Verdict requests failed" >&2; exit 1; }
-	excess=$(awk -v b="${b99%ms}" -v v="${v99%ms}" 'BEGIN { printf "%+.2fms", v - b }')
-	printf "%-6s %28s %28s %28s %5s %8s\n" "$round" "$n50 / $n99 / $n999" "$b50 / $b99 / $b999" "$v50 / $v99 / $v999" "$((after - before))" "$excess"
-	echo "$n99 $b99 $v99 $excess" >>"$work/p99"
+	read -r v50 v99 v999 verr vgcs < <(pace_verdict http://127.0.0.1:18603/decide http://127.0.0.1:18604)
+	s50=- s99=- s999=- serr=0 sgcs=-
+	[ -z "${COMPARE:-}" ] || read -r s50 s99 s999 serr sgcs < <(pace_verdict http://127.0.0.1:18605/decide http://127.0.0.1:18606)
+	[ "$nerr" = 0 ] && [ "$berr" = 0 ] && [ "$verr" = 0 ] && [ "$serr" = 0 ] ||
+		{ echo "FAILED: $nerr no-op, $berr busy and $verr + $serr Verdict requests failed" >&2; exit 1; }
+	printf "%-6s %28s %28s %28s %5s %8s" "$round" "$n50 / $n99 / $n999" "$b50 / $b99 / $b999" "$v50 / $v99 / $v999" "$vgcs" "$(excess "$v99" "$b99")"
+	[ -z "${COMPARE:-}" ] || printf " %28s %5s %8s" "$s50 / $s99 / $s999" "$sgcs" "$(excess "$s99" "$b99")"
+	echo
+	echo "$n99 $b99 $v99 $(excess "$v99" "$b99") ${s99/-/0} $([ -z "${COMPARE:-}" ] || excess "$s99" "$b99")" >>"$work/p99"
 done
-# median COLUMN: the median of the rounds' p99s in the column (1 no-op, 2 busy, 3 Verdict, 4 excess).
+# median COLUMN: the median of the rounds' p99s in the column (1 no-op, 2
+# busy, 3 Verdict, 4 its excess, 5 the second Verdict, 6 its excess).
 median() { tr -d 'ms' <"$work/p99" | awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.2fms", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 echo "median p99 at $rate req/s (${RATE:+RATE; }half of Verdict's one-core saturation: $((sat / 2))): no-op $(median 1), busy $(median 2), Verdict $(median 3); Verdict's excess over the busy server $(median 4)"
+[ -z "${COMPARE:-}" ] || echo "the second Verdict ($COMPARE): median p99 $(median 5), excess over the busy server $(median 6)"
