@@ -132,7 +132,7 @@ pace_verdict() {
 	after=$(gcs "$2")
 	echo "$v50 $v99 $v999 $verr $((after - before))"
 }
-# excess OF OVER: the difference of two p99s ("1.23ms"), signed.
+# excess P99 BASE: how far one p99 ("1.23ms") is above another, signed.
 excess() { awk -v v="${1%ms}" -v b="${2%ms}" 'BEGIN { printf "%+.2fms", v - b }'; }
 
 printf "%-6s %28s %28s %28s %5s %8s" round "no-op p50 / p99 / p99.9" "busy p50 / p99 / p99.9" "Verdict p50 / p99 / p99.9" GCs excess
@@ -144,14 +144,16 @@ for round in $(seq "$rounds"); do
 	read -r b50 b99 b999 berr _ < <(pace http://127.0.0.1:18602/decide "$rate") ||
 		{ echo "FAILED: pacing the busy server" >&2; exit 1; }
 	read -r v50 v99 v999 verr vgcs < <(pace_verdict http://127.0.0.1:18603/decide http://127.0.0.1:18604)
-	s50=- s99=- s999=- serr=0 sgcs=-
+	s50=- s99=- s999=- serr=0 sgcs=- sx=-
 	[ -z "${COMPARE:-}" ] || read -r s50 s99 s999 serr sgcs < <(pace_verdict http://127.0.0.1:18605/decide http://127.0.0.1:18606)
 	[ "$nerr" = 0 ] && [ "$berr" = 0 ] && [ "$verr" = 0 ] && [ "$serr" = 0 ] ||
 		{ echo "FAILED: $nerr no-op, $berr busy and $verr + $serr Verdict requests failed" >&2; exit 1; }
-	printf "%-6s %28s %28s %28s %5s %8s" "$round" "$n50 / $n99 / $n999" "$b50 / $b99 / $b999" "$v50 / $v99 / $v999" "$vgcs" "$(excess "$v99" "$b99")"
-	[ -z "${COMPARE:-}" ] || printf " %28s %5s %8s" "$s50 / $s99 / $s999" "$sgcs" "$(excess "$s99" "$b99")"
+	vx=$(excess "$v99" "$b99")
+	[ -z "${COMPARE:-}" ] || sx=$(excess "$s99" "$b99")
+	printf "%-6s %28s %28s %28s %5s %8s" "$round" "$n50 / $n99 / $n999" "$b50 / $b99 / $b999" "$v50 / $v99 / $v999" "$vgcs" "$vx"
+	[ -z "${COMPARE:-}" ] || printf " %28s %5s %8s" "$s50 / $s99 / $s999" "$sgcs" "$sx"
 	echo
-	echo "$n99 $b99 $v99 $(excess "$v99" "$b99") ${s99/-/0} $([ -z "${COMPARE:-}" ] || excess "$s99" "$b99")" >>"$work/p99"
+	echo "$n99 $b99 $v99 $vx $s99 $sx" >>"$work/p99"
 done
 # median COLUMN: the median of the rounds' p99s in the column (1 no-op, 2
 # busy, 3 Verdict, 4 its excess, 5 the second Verdict, 6 its excess).
