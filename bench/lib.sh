@@ -17,10 +17,17 @@ ensure_wrk() {
 	apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
 }
 
-# wait_up URL: fails loudly if nothing answers at URL within 30 s.
+# wait_up URL [PID LOG]: fails loudly if nothing answers at URL within 30 s,
+# or, given the server's PID and log file, as soon as the server has exited,
+# with the end of its log (a bad flag, a port taken).
 wait_up() {
 	for _ in $(seq 300); do
 		if curl -s -o /dev/null "$1"; then return 0; fi
+		if [ -n "${2:-}" ] && ! kill -0 "$2" 2>/dev/null; then
+			echo "FAILED: the server for $1 exited; the end of its log:" >&2
+			tail -n 5 "$3" >&2
+			exit 1
+		fi
 		sleep 0.1
 	done
 	echo "FAILED: nothing answers at $1" >&2
@@ -81,7 +88,7 @@ start_verdict() {
 		--api-keys-file "$work/keys.txt" --admin-keys-file "$work/admin-keys.txt" \
 		--decision-log "$work/$name-decisions.log" --log-level info "${config_flags[@]}" 2>"$work/$name.log" &
 	verdict_pid=$!
-	wait_up "http://$addr/healthz"
+	wait_up "http://$addr/healthz" "$verdict_pid" "$work/$name.log"
 	warm "http://$addr/decide" "$name ($config_desc)"
 }
 

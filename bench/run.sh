@@ -119,7 +119,7 @@ port_free 127.0.0.1:18305
 "$work/bin/verdict" serve --addr 127.0.0.1:18305 --admin-addr off --insecure-no-auth --log-level error \
 	--cside-url http://127.0.0.1:18304 2>"$work/verdict-cold.log" &
 pid_of[verdict-cold]=$!
-wait_up http://127.0.0.1:18305/healthz
+wait_up http://127.0.0.1:18305/healthz "${pid_of[verdict-cold]}" "$work/verdict-cold.log"
 
 for round in $(seq "$rounds"); do
 	echo "round $round of $rounds" >&2
