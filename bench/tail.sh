@@ -99,15 +99,18 @@ saturate() {
 	taskset -c 0 wrk -t1 -c16 -d"$duration" -s bench/lua/verdict.lua "$1" | awk '/Requests\/sec/ { printf "%d", $2 }'
 }
 echo "saturating the no-op server and Verdict ($duration each, 16 connections, wrk on core 0)" >&2
+# saturate_warm URL: saturate after a first, discarded run that warms a
+# Verdict up: a fresh process pays a page fault for each page its heap first
+# grows into (up to --gc-heap-floor), which would lower its saturation, and
+# with it the pacing rate and the busy server's work.
+saturate_warm() {
+	saturate "$1" >/dev/null
+	saturate "$1"
+}
 noop_sat=$(saturate http://127.0.0.1:18601/decide)
-# A first run warms Verdict up: a fresh process pays a page fault for each
-# page its heap first grows into (up to --gc-heap-floor), which would lower
-# its saturation, and with it the pacing rate and the busy server's work.
-saturate http://127.0.0.1:18603/decide >/dev/null
-sat=$(saturate http://127.0.0.1:18603/decide)
+sat=$(saturate_warm http://127.0.0.1:18603/decide)
 if [ -n "${COMPARE:-}" ]; then
-	saturate http://127.0.0.1:18605/decide >/dev/null
-	sat_b=$(saturate http://127.0.0.1:18605/decide)
+	sat_b=$(saturate_warm http://127.0.0.1:18605/decide)
 	echo "one core: the second Verdict ($COMPARE) saturates at $sat_b req/s" >&2
 fi
 [ "${noop_sat:-0}" -gt 0 ] && [ "${sat:-0}" -gt 0 ] || { echo "FAILED: wrk measured no rate" >&2; exit 1; }
