@@ -40,6 +40,9 @@ type MetricSources struct {
 	PolicyRevision func() string
 	// DecisionLogDropped returns decision log lines dropped.
 	DecisionLogDropped func() uint64
+	// GCSweepPolls returns how many times the process polled the network
+	// while the garbage collector's background sweeper ran.
+	GCSweepPolls func() uint64
 }
 
 // Metrics are Verdict's Prometheus metrics, on a registry of their own with
@@ -175,10 +178,12 @@ var (
 		"The serving policy revision, as a label; the value is always 1.", []string{"revision"}, nil)
 	logDroppedDesc = prometheus.NewDesc("verdict_decision_log_dropped_total",
 		"Decision log lines dropped because the writer could not keep up.", nil, nil)
+	sweepPollsDesc = prometheus.NewDesc("verdict_gc_sweep_polls_total",
+		"Network polls made while the garbage collector's background sweeper ran (--gc-sweep-poll; one-CPU processes only).", nil, nil)
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{cacheLookupsDesc, cacheCostDesc, cacheEvictionsDesc, cacheHotDesc, coalescedDesc, breakerStateDesc, policyInfoDesc, logDroppedDesc} {
+	for _, d := range []*prometheus.Desc{cacheLookupsDesc, cacheCostDesc, cacheEvictionsDesc, cacheHotDesc, coalescedDesc, breakerStateDesc, policyInfoDesc, logDroppedDesc, sweepPollsDesc} {
 		ch <- d
 	}
 }
@@ -198,6 +203,7 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 	counter(cacheEvictionsDesc, s.src.CacheEvictions)
 	counter(coalescedDesc, s.src.Coalesced)
 	counter(logDroppedDesc, s.src.DecisionLogDropped)
+	counter(sweepPollsDesc, s.src.GCSweepPolls)
 	if f := s.src.CacheCostBytes; f != nil {
 		ch <- prometheus.MustNewConstMetric(cacheCostDesc, prometheus.GaugeValue, float64(f()))
 	}

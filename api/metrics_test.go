@@ -51,6 +51,7 @@ func TestMetricsOverAScriptedMix(t *testing.T) {
 		BreakerState:     client.BreakerState,
 		PolicyRevision:   eng.Revision,
 		CacheHotPayloads: c.HotPayloads,
+		GCSweepPolls:     func() uint64 { return 42 },
 	}, nil)
 	h := api.New(api.Config{Metrics: metrics}, eng)
 
@@ -106,10 +107,14 @@ verdict_cache_hot_payloads 2
 # HELP verdict_upstream_coalesced_total Lookups that shared another caller's cside call instead of making their own.
 # TYPE verdict_upstream_coalesced_total counter
 verdict_upstream_coalesced_total 0
+# HELP verdict_gc_sweep_polls_total Network polls made while the garbage collector's background sweeper ran (--gc-sweep-poll; one-CPU processes only).
+# TYPE verdict_gc_sweep_polls_total counter
+verdict_gc_sweep_polls_total 42
 `
 	if err := testutil.GatherAndCompare(metrics.Registry(), strings.NewReader(expected),
 		"verdict_decisions_total", "verdict_upstream_requests_total", "verdict_cache_lookups_total",
-		"verdict_breaker_state", "verdict_policy_info", "verdict_upstream_coalesced_total", "verdict_cache_hot_payloads"); err != nil {
+		"verdict_breaker_state", "verdict_policy_info", "verdict_upstream_coalesced_total", "verdict_cache_hot_payloads",
+		"verdict_gc_sweep_polls_total"); err != nil {
 		t.Error(err)
 	}
 	counts := map[string]uint64{}

@@ -92,6 +92,28 @@ func (d *nonNegativeDuration) Set(s string) error {
 	return nil
 }
 
+// pollInterval is 0 (also "off") or a duration from 50µs to 10ms: past
+// 10 ms the runtime's own monitor polls the network anyway.
+type pollInterval time.Duration
+
+func (d *pollInterval) String() string { return time.Duration(*d).String() }
+
+func (d *pollInterval) Set(s string) error {
+	if s == "0" || s == "off" {
+		*d = 0
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration such as 500us or 1ms, or 0 (off)")
+	}
+	if v < 50*time.Microsecond || v > 10*time.Millisecond {
+		return fmt.Errorf("%v: want 50us to 10ms, or 0 (off)", v)
+	}
+	*d = pollInterval(v)
+	return nil
+}
+
 // count is a whole number from 1 to 1,000,000.
 type count uint32
 

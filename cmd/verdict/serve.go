@@ -49,6 +49,7 @@ type serveConfig struct {
 	cacheMaxBytes   byteSize
 	hotPayloads     count
 	gcHeapFloor     optionalSize
+	gcSweepPoll     pollInterval
 	cacheTTL        positiveDuration
 	notFoundTTL     positiveDuration
 	staleGrace      nonNegativeDuration
@@ -101,6 +102,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		clientIDPath:    csideclient.DefaultClientIDPath,
 		cacheMaxBytes:   cache.DefaultMaxCostBytes,
 		gcHeapFloor:     defaultGCHeapFloor,
+		gcSweepPoll:     pollInterval(defaultSweepPoll),
 		cacheTTL:        positiveDuration(cache.DefaultTTL),
 		notFoundTTL:     positiveDuration(cache.DefaultNotFoundTTL),
 		staleGrace:      nonNegativeDuration(cache.DefaultStaleGrace),
@@ -133,6 +135,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Var(&cfg.cacheMaxBytes, "cache-max-bytes", "datapoint cache memory bound")
 	fs.Var(&cfg.hotPayloads, "cache-hot-payloads", "bound on the tokens served from the cache that keep their parsed and staged state while cached (default: --cache-max-bytes / 2KiB)")
 	fs.Var(&cfg.gcHeapFloor, "gc-heap-floor", "heap size below which the garbage collector does not run; above it, GOGC applies (0: off; ignored when GOGC is set)")
+	fs.Var(&cfg.gcSweepPoll, "gc-sweep-poll", "with GOMAXPROCS=1, how often the network is polled while the garbage collector's background sweeper runs, which otherwise holds back requests until it ends (0: off)")
 	fs.Var(&cfg.cacheTTL, "cache-ttl", "how long datapoints stay cached")
 	fs.Var(&cfg.notFoundTTL, "cache-notfound-ttl", `how long a cside "not found" stays cached`)
 	fs.Var(&cfg.staleGrace, "cache-stale-grace", "how long datapoints past their TTL are kept to be served stale when cside is unavailable (0: never)")
@@ -340,6 +343,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer func() { _ = logOut.Close() }()
 	log := slog.New(flushingHandler{api.LogHandler(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.logLevel.Level})), logOut})
 	defer applyHeapFloor(log, uint64(cfg.gcHeapFloor), getenv).stop() // #nosec G115 -- a size flag: 0 or 1 MiB to 1 TiB
+	sweepPoll := applySweepPoll(log, time.Duration(cfg.gcSweepPoll))
+	defer sweepPoll.stop()
 
 	if cfg.demo {
 		fake := csidetest.NewServer()
@@ -462,6 +467,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Coalesced:        datapoints.Coalesced,
 		BreakerState:     client.BreakerState,
 		PolicyRevision:   eng.Revision,
+		GCSweepPolls:     sweepPoll.Polls,
 		DecisionLogDropped: func() uint64 {
 			if decisions == nil {
 				return 0
