@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"runtime"
 	"runtime/metrics"
@@ -58,17 +59,35 @@ func applySweepPoll(log *slog.Logger, interval time.Duration) *sweepPoller {
 	if interval <= 0 {
 		return nil
 	}
-	p := startSweepPoller(interval)
+	p, err := startSweepPoller(interval)
+	if err != nil {
+		log.Warn("GC sweep poll off", "error", err)
+		return nil
+	}
 	log.Info("GC sweep poll", "interval", interval.String(), "gomaxprocs", runtime.GOMAXPROCS(0),
 		"active", runtime.GOMAXPROCS(0) == 1)
 	return p
 }
 
-// startSweepPoller starts a poller ticking every interval.
-func startSweepPoller(interval time.Duration) *sweepPoller {
+// sweepMetrics are the runtime metrics a tick reads, in sweepSample's order.
+var sweepMetrics = []string{"/gc/heap/frees:bytes", "/gc/heap/allocs:bytes", "/sched/gomaxprocs:threads"}
+
+// startSweepPoller starts a poller ticking every interval. It fails when
+// the runtime does not provide the metrics it reads.
+func startSweepPoller(interval time.Duration) (*sweepPoller, error) {
+	samples := make([]metrics.Sample, len(sweepMetrics))
+	for i, name := range sweepMetrics {
+		samples[i].Name = name
+	}
+	metrics.Read(samples)
+	for _, s := range samples {
+		if s.Value.Kind() != metrics.KindUint64 {
+			return nil, fmt.Errorf("runtime metric %s unavailable", s.Name)
+		}
+	}
 	p := &sweepPoller{interval: interval, quit: make(chan struct{}), done: make(chan struct{})}
-	go p.run()
-	return p
+	go p.run(samples)
+	return p, nil
 }
 
 // sweepSample is what one tick reads.
@@ -77,11 +96,10 @@ type sweepSample struct {
 	procs         uint64 // /sched/gomaxprocs:threads
 }
 
-func (p *sweepPoller) run() {
+// run ticks until stop; samples are sweepMetrics, checked by
+// startSweepPoller.
+func (p *sweepPoller) run(samples []metrics.Sample) {
 	defer close(p.done)
-	samples := []metrics.Sample{
-		{Name: "/gc/heap/frees:bytes"}, {Name: "/gc/heap/allocs:bytes"}, {Name: "/sched/gomaxprocs:threads"},
-	}
 	read := func() sweepSample {
 		metrics.Read(samples)
 		return sweepSample{samples[0].Value.Uint64(), samples[1].Value.Uint64(), samples[2].Value.Uint64()}

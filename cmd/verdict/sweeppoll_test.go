@@ -45,7 +45,10 @@ func TestSweepPoller(t *testing.T) {
 		wantPolls bool
 	}{{1, true}, {2, false}} {
 		runtime.GOMAXPROCS(tc.procs)
-		p := startSweepPoller(100 * time.Microsecond)
+		p, err := startSweepPoller(100 * time.Microsecond)
+		if err != nil {
+			t.Fatal(err)
+		}
 		deadline := time.Now().Add(5 * time.Second)
 		for p.polls.Load() == 0 && time.Now().Before(deadline) {
 			collectGarbage(t)
@@ -93,5 +96,21 @@ func TestApplySweepPoll(t *testing.T) {
 	defer p.stop()
 	if p == nil || !strings.Contains(logs.String(), `"msg":"GC sweep poll","interval":"1ms"`) {
 		t.Errorf("on: started %v, logged %q", p != nil, logs.String())
+	}
+}
+
+// TestSweepPollWithoutMetrics: a runtime without one of the metrics the
+// poller reads gets no poller and a warning, not a panic.
+func TestSweepPollWithoutMetrics(t *testing.T) {
+	defer func(m []string) { sweepMetrics = m }(sweepMetrics)
+	sweepMetrics = []string{"/gc/heap/frees:bytes", "/no/such:metric", "/sched/gomaxprocs:threads"}
+	var logs strings.Builder
+	p := applySweepPoll(slog.New(slog.NewJSONHandler(&logs, nil)), time.Millisecond)
+	if p != nil {
+		p.stop()
+		t.Fatal("a poller started without its metrics")
+	}
+	if !strings.Contains(logs.String(), `"msg":"GC sweep poll off","error":"runtime metric /no/such:metric unavailable"`) {
+		t.Errorf("logged %q", logs.String())
 	}
 }
