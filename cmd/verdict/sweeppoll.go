@@ -31,10 +31,9 @@ import (
 // in the runtime's API polls the network on demand. A poll costs ~2.5 µs on
 // one P, and ~8 µs with the allocations after it, which refill the
 // allocation caches ReadMemStats flushes; about 30 polls per collection
-// under load.
-// Between collections a tick only reads two runtime metrics (~0.3 µs); when
-// the process allocates nothing (idle), the ticks back off to
-// sweepPollIdle.
+// under load. Between collections a tick only reads runtime metrics
+// (~0.3 µs); when the process allocates nothing (idle), the ticks back off
+// to sweepPollIdle.
 type sweepPoller struct {
 	interval time.Duration
 	polls    atomic.Uint64 // stops of the world made
@@ -64,8 +63,8 @@ func applySweepPoll(log *slog.Logger, interval time.Duration) *sweepPoller {
 		log.Warn("GC sweep poll off", "error", err)
 		return nil
 	}
-	log.Info("GC sweep poll", "interval", interval.String(), "gomaxprocs", runtime.GOMAXPROCS(0),
-		"active", runtime.GOMAXPROCS(0) == 1)
+	procs := runtime.GOMAXPROCS(0)
+	log.Info("GC sweep poll", "interval", interval.String(), "gomaxprocs", procs, "active", procs == 1)
 	return p
 }
 
